@@ -1,0 +1,6 @@
+# Thin Snakefile: the rules come from the stage registry (src/star_repro/registry.py), the same one that renders
+# dvc.yaml. Run e.g. `snakemake --cores 8 results/table2.csv` or `snakemake --workflow-profile
+# workflow/profiles/slurm results/table2.csv`.
+configfile: "params.yaml"
+
+include: "workflow/rules/registry.smk"

@@ -1,0 +1,133 @@
+"""params.yaml: loading, schema validation (errors name the key), and per-stage views.
+
+A stage sees only the params keys the registry declares for it (`stage_params`), so the keys DVC and Snakemake
+track are exactly the keys the stage can read.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from star_repro.errors import ParamsError
+
+SCHEMA_PATH = Path(__file__).with_name("params.schema.yaml")
+PROFILES = ("demo", "paper", "official-code")
+
+
+def _format_path(path: Iterable[Any]) -> str:
+    parts = [str(p) for p in path]
+    return ".".join(parts) if parts else "(top level)"
+
+
+@lru_cache(maxsize=1)
+def _schema() -> dict:
+    with open(SCHEMA_PATH, encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def validate(params: Mapping, source: str = "params.yaml") -> None:
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(_schema())
+    errors = sorted(validator.iter_errors(params), key=lambda e: [str(p) for p in e.absolute_path])
+    if errors:
+        lines = []
+        for err in errors[:20]:
+            lines.append(f"  {_format_path(err.absolute_path)}: {err.message}")
+        more = f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else ""
+        raise ParamsError(f"{source} does not match the schema ({SCHEMA_PATH.name}):\n" + "\n".join(lines) + more)
+    _check_cross_references(params, source)
+
+
+def _check_cross_references(params: Mapping, source: str) -> None:
+    from star_repro.data.classes import classes_of
+
+    for name, split in params["splits"].items():
+        n = len(classes_of(split["dataset"]))
+        bad = [u for u in split["unknown"] if not 0 <= u < n]
+        if bad:
+            raise ParamsError(f"{source}: splits.{name}.unknown: classes {bad} outside 0..{n - 1} of {split['dataset']}")
+    for name, exp in params["experiments"].items():
+        split = params["splits"].get(exp["split"])
+        if split is None:
+            raise ParamsError(f"{source}: experiments.{name}.split: no split named {exp['split']!r} in `splits`")
+        if split["dataset"] != exp["dataset"]:
+            raise ParamsError(f"{source}: experiments.{name}: split {exp['split']} belongs to {split['dataset']}, "
+                              f"not {exp['dataset']}")
+        if exp["protocol"] not in params["protocols"][exp["dataset"]]:
+            raise ParamsError(f"{source}: experiments.{name}.protocol: {exp['protocol']!r} is not a protocol of "
+                              f"{exp['dataset']} (have {sorted(params['protocols'][exp['dataset']])})")
+        if exp["dataset"] not in params["data"]["datasets"]:
+            raise ParamsError(f"{source}: experiments.{name}.dataset: {exp['dataset']} is not in data.datasets")
+
+
+def load_params(path: str | Path = "params.yaml") -> dict:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ParamsError(f"{path} not found (run from the project root or pass --params)") from None
+    try:
+        params = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ParamsError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(params, dict):
+        raise ParamsError(f"{path}: expected a mapping at the top level")
+    validate(params, str(path))
+    return params
+
+
+def get_key(params: Mapping, dotted: str) -> Any:
+    node: Any = params
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            raise ParamsError(f"params key {dotted!r} not found (missing {part!r})")
+        node = node[part]
+    return node
+
+
+def subset(params: Mapping, keys: Iterable[str]) -> dict:
+    """A nested dict holding only `keys` (dotted paths) of `params`."""
+    out: dict = {}
+    for dotted in keys:
+        value = get_key(params, dotted)
+        parts = dotted.split(".")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = copy.deepcopy(value)
+    return out
+
+
+def merge(base: Mapping, override: Mapping) -> dict:
+    """Recursive dict merge; `override` wins. Used for experiment overrides on a profile."""
+    out = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def stage_params(params_path: str | Path, stage_name: str) -> dict:
+    """The params a stage may read: exactly the keys the registry declares for it."""
+    from star_repro.registry import build_stages
+
+    params = load_params(params_path)
+    for stage in build_stages(params):
+        if stage.name == stage_name:
+            return subset(params, stage.params)
+    raise ParamsError(f"no stage named {stage_name!r} in the pipeline built from {params_path}")
+
+
+def fingerprint(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))

@@ -1,0 +1,255 @@
+"""The stage registry: one definition of every pipeline stage, read by both engines.
+
+`build_stages(params)` turns params.yaml (datasets × protocols × splits × experiments) into concrete stages.
+The Snakefile creates one rule per stage; `dvc.yaml` is rendered from the same list (`render_dvc_yaml`) and
+committed; `star-repro dag --check` fails when the committed file is stale. Each stage lists the exact params
+keys it reads; `config.stage_params` gives the stage nothing else.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from star_repro.reporting.figures import figure_plan
+
+NTU_ARCHIVES = {
+    "ntu60": ("nturgbd_skeletons_s001_to_s017.zip",),
+    "ntu120": ("nturgbd_skeletons_s001_to_s017.zip", "nturgbd_skeletons_s018_to_s032.zip"),
+}
+# Which raw family folder each dataset reads (NTU-60 and NTU-120 share the official archives).
+RAW_FAMILY = {"ntu60": "ntu", "ntu120": "ntu", "pku1": "pku1"}
+# Descriptions: NTU-60 reads the first 60 classes of the NTU-120 cache (one place for each description).
+CACHE_DATASET = {"ntu60": "ntu120", "ntu120": "ntu120", "pku1": "pku1"}
+LIGHT = {"threads": 1, "mem_mb": 2000, "runtime": 10, "gpu": 0}
+
+
+@dataclass
+class Stage:
+    name: str
+    cmd: str
+    deps: list[str]
+    outs: list[str]
+    params: list[str]
+    metrics: list[str] = field(default_factory=list)
+    plots: list[str] = field(default_factory=list)
+    # outputs kept out of the DVC cache and never deleted before a rerun (e.g. resumable checkpoints)
+    persist: list[str] = field(default_factory=list)
+    resources: dict[str, int] = field(default_factory=lambda: dict(LIGHT))
+    local: bool = False  # light stages run on the submitting machine in cluster mode
+    kind: str = ""
+
+    def snakemake_outputs(self) -> list[str]:
+        return self.outs + self.metrics + self.plots
+
+
+def raw_root(params: dict, family: str) -> str:
+    src = params["data"]["source"]
+    base = "data/synthetic" if src == "synthetic" else params["data"]["raw_root"]
+    return f"{base}/{family}"
+
+
+def embedding_slug(encoder: str) -> str:
+    return encoder.replace(":", "-").replace("/", "-").replace("@", "-")
+
+
+def profile_of(params: dict) -> str:
+    return params["profile"]
+
+
+def experiment_runs(params: dict) -> list[tuple[str, dict, int]]:
+    """(run name, experiment, seed) for every experiment × seed, in params order."""
+    runs = []
+    for name, exp in params["experiments"].items():
+        for seed in exp.get("seeds", [1]):
+            runs.append((f"{name}_seed{seed}", exp | {"name": name}, seed))
+    return runs
+
+
+def build_stages(params: dict) -> list[Stage]:
+    prof = profile_of(params)
+    datasets = params["data"]["datasets"]
+    stages: list[Stage] = []
+    exps = params["experiments"]
+
+    if params["data"]["source"] == "synthetic":
+        families = sorted({RAW_FAMILY[d] for d in datasets})
+        for fam in families:
+            stages.append(Stage(
+                name=f"synth_{fam}", kind="synth",
+                cmd=f"star-repro synth --family {fam}",
+                deps=["src/star_repro/data/synth.py", "src/star_repro/data/motion.py",
+                      "src/star_repro/data/motion_scripts.py"],
+                outs=[f"data/synthetic/{fam}"],
+                params=[f"synth.seed", f"synth.{fam}", "data.source"],
+                resources={"threads": 1, "mem_mb": 2000, "runtime": 20, "gpu": 0},
+            ))
+
+    for ds in datasets:
+        fam = RAW_FAMILY[ds]
+        stages.append(Stage(
+            name=f"prepare_{ds}", kind="prepare",
+            cmd=f"star-repro prepare --dataset {ds}",
+            deps=[raw_root(params, fam), "src/star_repro/data/prepare.py",
+                  "src/star_repro/data/ntu.py" if fam == "ntu" else "src/star_repro/data/pku.py"],
+            outs=[f"data/processed/{ds}"],
+            params=["data.source", "data.raw_root", "prepare", f"protocols.{ds}"],
+            metrics=[f"metrics/prepare_{ds}.json"],
+            resources={"threads": 2, "mem_mb": 4000, "runtime": 120, "gpu": 0},
+        ))
+
+    # descriptions and embeddings: one per (dataset, partition) that some experiment uses
+    used_parts = sorted({(e["dataset"], int(e.get("partition", 6))) for e in exps.values()})
+    for ds, part in used_parts:
+        cache_ds = CACHE_DATASET[ds]
+        desc = f"data/descriptions/{ds}_{part}part.json"
+        stages.append(Stage(
+            name=f"describe_{ds}_{part}part", kind="describe",
+            cmd=f"star-repro describe --dataset {ds} --partition {part}",
+            deps=[f"prompts/cache", "prompts/templates.yaml"],
+            outs=[desc],
+            params=["descriptions"],
+            local=True,
+        ))
+        enc = params["profiles"][prof]["embed"]["encoder"]
+        stem = f"data/embeddings/{ds}_{part}part_{embedding_slug(enc)}"
+        stages.append(Stage(
+            name=f"embed_{ds}_{part}part", kind="embed",
+            cmd=f"star-repro embed --dataset {ds} --partition {part}",
+            deps=[desc, "src/star_repro/text/encoders.py", "src/star_repro/text/embed.py"],
+            outs=[f"{stem}.npz", f"{stem}.json"],
+            params=[f"profiles.{prof}.embed"],
+            resources={"threads": 2, "mem_mb": 6000, "runtime": 30, "gpu": 0},
+        ))
+
+    used_pre = []
+    for e in exps.values():
+        key = (e["dataset"], e["protocol"], e["split"])
+        if key not in used_pre:
+            used_pre.append(key)
+    for ds, proto, split in used_pre:
+        out = f"data/pretrain/{ds}_{proto}_{split}"
+        stages.append(Stage(
+            name=f"pretrain_{ds}_{proto}_{split}", kind="pretrain",
+            cmd=f"star-repro pretrain --dataset {ds} --protocol {proto} --split {split}",
+            deps=[f"data/processed/{ds}", "src/star_repro/models/shiftgcn.py",
+                  "src/star_repro/models/temporal_shift.py", "src/star_repro/training/pretrain.py",
+                  "src/star_repro/training/feeder.py"],
+            outs=[out],
+            params=[f"profiles.{prof}.pretrain", f"splits.{split}"],
+            metrics=[f"metrics/pretrain_{ds}_{proto}_{split}.json"],
+            plots=[f"plots/pretrain_{ds}_{proto}_{split}.tsv"],
+            persist=[f"data/checkpoints/pretrain_{ds}_{proto}_{split}"],
+            resources={"threads": 2, "mem_mb": 8000, "runtime": 600, "gpu": 1},
+        ))
+
+    for run, exp, seed in experiment_runs(params):
+        ds, proto, split, part = exp["dataset"], exp["protocol"], exp["split"], int(exp.get("partition", 6))
+        method = exp.get("method", "star")
+        enc = params["profiles"][prof]["embed"]["encoder"]
+        emb = f"data/embeddings/{ds}_{part}part_{embedding_slug(enc)}.npz"
+        pre = f"data/pretrain/{ds}_{proto}_{split}"
+        section = "star" if method == "star" else f"baselines.{method}"
+        exp_keys = [f"experiments.{exp['name']}", f"splits.{split}", f"profiles.{prof}.{section}"]
+        model_src = ("src/star_repro/models/star.py" if method == "star"
+                     else f"src/star_repro/models/baselines/{method}.py")
+        stages.append(Stage(
+            name=f"train_{run}", kind="train",
+            cmd=f"star-repro train --experiment {exp['name']} --seed {seed}",
+            deps=[f"data/processed/{ds}", pre, emb, model_src, "src/star_repro/training/star_train.py"],
+            outs=[f"runs/{run}/train"],
+            params=exp_keys,
+            plots=[f"plots/train_{run}.tsv"],
+            persist=[f"data/checkpoints/train_{run}"],
+            resources={"threads": 2, "mem_mb": 8000, "runtime": 600, "gpu": 1},
+        ))
+        stages.append(Stage(
+            name=f"evaluate_{run}", kind="evaluate",
+            cmd=f"star-repro evaluate --experiment {exp['name']} --seed {seed}",
+            deps=[f"data/processed/{ds}", pre, emb, f"runs/{run}/train", "src/star_repro/training/evaluate.py",
+                  "src/star_repro/metrics.py"],
+            outs=[f"runs/{run}/eval"],
+            params=exp_keys,
+            metrics=[f"metrics/runs/{run}.json"],
+            plots=[f"plots/gamma_{run}.tsv"],
+            resources={"threads": 2, "mem_mb": 8000, "runtime": 120, "gpu": 1},
+        ))
+
+    def report_inputs(exp_names: list[str]) -> tuple[list[str], list[str]]:
+        names = [n for n in params["experiments"] if n in set(exp_names)]
+        runs = [f"runs/{run}/eval" for run, exp, _ in experiment_runs(params) if exp["name"] in names]
+        keys = [f"experiments.{n}" for n in names]
+        keys += sorted({f"splits.{exps[n]['split']}" for n in names})
+        return runs, keys + ["profile", "data.source"]
+
+    for table in range(2, 8):
+        members = [n for n, e in exps.items() if table in e["tables"]]
+        if table in (6, 7):  # the variants are compared with the full model of their cell
+            cells = {(exps[n]["dataset"], exps[n]["protocol"], exps[n]["split"]) for n in members}
+            members += [n for n, e in exps.items() if e.get("variant", "full") == "full"
+                        and (e["dataset"], e["protocol"], e["split"]) in cells and n not in members]
+        runs, keys = report_inputs(members)
+        stages.append(Stage(
+            name=f"table{table}", kind="tables",
+            cmd=f"star-repro tables --table {table}",
+            deps=runs + ["src/star_repro/reporting/tables.py", "src/star_repro/reporting/paper_numbers.yaml"],
+            outs=[f"results/table{table}.csv", f"results/table{table}.md"],
+            params=keys,
+            local=True,
+        ))
+    for fname, _fn, extra in figure_plan(params):
+        members = list(extra)
+        if fname.startswith("fig3_m_"):
+            members += [n for n, e in exps.items() if "fig3" in e["tables"] and n.startswith(extra[0] + "_m")]
+        runs, keys = report_inputs(members)
+        if fname.startswith("fig3_m_"):
+            keys.append(f"profiles.{prof}.star.m")
+        stages.append(Stage(
+            name=f"figure_{fname[:-4]}", kind="figures",
+            cmd=f"star-repro figures --only {fname}",
+            deps=runs + ["src/star_repro/reporting/figures.py"],
+            outs=[f"results/{fname}"],
+            params=keys + ["figures"],
+            local=True,
+            resources={"threads": 1, "mem_mb": 4000, "runtime": 30, "gpu": 0},
+        ))
+    _check_unique(stages)
+    return stages
+
+
+def _check_unique(stages: list[Stage]) -> None:
+    seen: dict[str, str] = {}
+    for st in stages:
+        if st.name in seen:
+            raise ValueError(f"duplicate stage name {st.name}")
+        for o in st.outs + st.metrics:
+            if o in seen:
+                raise ValueError(f"output {o} of {st.name} is also an output of {seen[o]}")
+            seen[o] = st.name
+        seen[st.name] = st.name
+
+
+def stages_by_name(params: dict) -> dict[str, Stage]:
+    return {s.name: s for s in build_stages(params)}
+
+
+def render_dvc_yaml(params: dict) -> str:
+    """dvc.yaml as flat literal stages (no templating), sorted by name: a stable, reviewable file."""
+    import yaml
+
+    doc: dict[str, Any] = {"stages": {}}
+    for st in sorted(build_stages(params), key=lambda s: s.name):
+        entry: dict[str, Any] = {"cmd": st.cmd, "deps": list(st.deps), "params": list(st.params)}
+        outs: list[Any] = []
+        for o in st.outs:
+            outs.append(o)
+        for p in st.persist:
+            outs.append({p: {"persist": True, "cache": False}})
+        entry["outs"] = outs
+        if st.metrics:
+            entry["metrics"] = [{m: {"cache": False}} for m in st.metrics]
+        if st.plots:
+            entry["plots"] = [{p: {"cache": False}} for p in st.plots]
+        doc["stages"][st.name] = entry
+    header = ("# GENERATED from the stage registry (src/star_repro/registry.py) and params.yaml by\n"
+              "# `star-repro dag --write`. Do not edit by hand: `star-repro dag --check` fails when this is stale.\n")
+    return header + yaml.safe_dump(doc, sort_keys=False, width=120)

@@ -1,0 +1,38 @@
+import json
+import os
+
+from star_repro.config import subset, validate
+from star_repro.registry import build_stages
+
+validate(config, "params.yaml (snakemake config)")
+STAGES = build_stages(config)
+# Light stages run on the submitting machine when a cluster executor is used.
+localrules: all
+
+
+def _out(path, stage):
+    # Folders are declared as directory() outputs; files as plain outputs.
+    return directory(path) if not os.path.splitext(path)[1] else path
+
+
+rule all:
+    input: [o for s in STAGES if s.kind in ("tables", "figures") for o in s.outs]
+
+
+for _st in STAGES:
+    rule:
+        name: _st.name
+        input: _st.deps
+        output: [_out(o, _st) for o in _st.snakemake_outputs()]
+        params:
+            # the exact params.yaml keys this stage reads; a change to them reruns it
+            values=json.dumps(subset(config, _st.params), sort_keys=True),
+        threads: _st.resources["threads"]
+        resources:
+            mem_mb=_st.resources["mem_mb"],
+            runtime=_st.resources["runtime"],
+            gpu=_st.resources["gpu"],
+        benchmark: f"benchmarks/{_st.name}.tsv"
+        log: f"logs/{_st.name}.log"
+        localrule: _st.local
+        shell: "OMP_NUM_THREADS={threads} " + _st.cmd + " 2> >(tee {log} >&2)"
