@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	@git config diff.starcache.textconv "$(abspath $(BIN))/star-repro descriptions textconv" 2>/dev/null || true
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -105,7 +105,8 @@ def build_stages(params: dict) -> list[Stage]:
         stages.append(Stage(
             name=f"describe_{ds}_{part}part", kind="describe",
             cmd=f"star-repro describe --dataset {ds} --partition {part}",
-            deps=[f"prompts/cache", "prompts/templates.yaml"],
+            deps=[f"prompts/cache/{params['descriptions']['source']}/{cache_ds}_{part}part.json",
+                  f"prompts/authored/{cache_ds}.yaml", "prompts/templates.yaml"],
             outs=[desc],
             params=["descriptions"],
             local=True,
