@@ -1,0 +1,114 @@
+"""Tables and figures from run outputs: paper values beside ours exactly as recovered, the synthetic mark."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+
+from star_repro.config import load_params, subset
+from star_repro.registry import build_stages, experiment_runs
+from star_repro.reporting.figures import figure_plan, write_figures
+from star_repro.reporting.tables import write_tables
+
+
+def _fake_runs(params, root, rng):
+    """Plausible eval outputs for every run (what `star-repro evaluate` writes), values from the rng."""
+    for run, exp, seed in experiment_runs(params):
+        d = root / run / "eval"
+        d.mkdir(parents=True)
+        s, u = rng.uniform(40, 90, 2)
+        m = {"zsl_top1": float(rng.uniform(30, 90)), "gzsl_seen": float(s), "gzsl_unseen": float(u),
+             "gzsl_h": float(2 * s * u / (s + u)), "gamma": 0.012, "selection": "last", "seed": seed}
+        (d / "metrics.json").write_text(json.dumps(m))
+        n_unknown = len(params["splits"][exp["split"]]["unknown"])
+        cm = rng.integers(0, 10, (n_unknown, n_unknown))
+        np.save(d / "confusion_zsl.npy", cm)
+        gam = np.linspace(0, 0.1, 11)
+        with open(d / "gamma_sweep.tsv", "w") as fh:
+            fh.write("gamma\tseen\tunseen\th\n")
+            for g in gam:
+                fh.write(f"{g}\t{90 - 300 * g}\t{20 + 400 * g}\t{50}\n")
+        labels = np.repeat(np.array(params["splits"][exp["split"]]["unknown"]), 8)
+        np.savez(d / "tsne_inputs.npz", skeleton=rng.normal(size=(len(labels), 16)), labels=labels,
+                 semantic=rng.normal(size=(2 * n_unknown, 16)), semantic_labels=np.tile(np.arange(n_unknown), 2),
+                 semantic_kind=np.repeat([0, 1], n_unknown))
+
+
+@pytest.fixture(scope="module")
+def params(project_root):
+    return load_params(project_root / "params.yaml")
+
+
+@pytest.fixture(scope="module")
+def runs(params, tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    _fake_runs(params, root, np.random.default_rng(0))
+    return root
+
+
+def _stage_view(params, name):
+    (st,) = [s for s in build_stages(params) if s.name == name]
+    return subset(params, st.params)
+
+
+def test_table2_has_paper_values_beside_ours(params, runs, tmp_path):
+    write_tables(_stage_view(params, "table2"), runs, tmp_path, 2)
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "table2.csv").read_text())))
+    by = {(r["cell"], r["method"], r["metric"]): r for r in rows}
+    # PAPER_NUMBERS.md, Table 2, Xsub 55/5: 81.4 and 69.0 / 69.9 / 69.4; Xsub 48/12 H 46.6; Xview 48/12 ZSL 42.5
+    assert float(by[("ntu60_xsub_55_5", "star", "zsl")]["paper"]) == 81.4
+    assert float(by[("ntu60_xsub_55_5", "star", "seen")]["paper"]) == 69.0
+    assert float(by[("ntu60_xsub_55_5", "star", "h")]["paper"]) == 69.4
+    assert float(by[("ntu60_xsub_48_12", "star", "h")]["paper"]) == 46.6
+    assert float(by[("ntu60_xview_48_12", "star", "zsl")]["paper"]) == 42.5
+    assert by[("ntu60_xview_55_5", "star", "h")]["paper"] == ""  # not recovered stays unknown
+    ours = json.loads((runs / "ntu60_xsub_55_5_seed1/eval/metrics.json").read_text())["zsl_top1"]
+    row = by[("ntu60_xsub_55_5", "star", "zsl")]
+    assert float(row["ours"]) == pytest.approx(ours, abs=1e-4)
+    assert float(row["diff"]) == pytest.approx(ours - 81.4, abs=1e-4)
+    assert {r["data"] for r in rows} == {"synthetic"}
+    md = (tmp_path / "table2.md").read_text()
+    assert "SYNTHETIC DATA" in md and "(81.4, " in md
+
+
+def test_table5_averages_the_three_splits(params, runs, tmp_path):
+    write_tables(_stage_view(params, "table5"), runs, tmp_path, 5)
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "table5.csv").read_text())))
+    (ntu,) = [r for r in rows if r["cell"] == "ntu60_random_splits" and r["method"] == "star" and r["metric"] == "zsl"]
+    vals = [json.loads((runs / f"ntu60_xsub_55_5_split{k}_seed1/eval/metrics.json").read_text())["zsl_top1"]
+            for k in (1, 2, 3)]
+    assert float(ntu["ours"]) == pytest.approx(np.mean(vals), abs=1e-4)
+    assert float(ntu["paper"]) == 77.5
+    (pku,) = [r for r in rows if r["cell"] == "pku1_random_splits" and r["method"] == "star" and r["metric"] == "h"]
+    assert float(pku["paper"]) == 67.1
+
+
+def test_table7_reports_differences_to_the_full_model(params, runs, tmp_path):
+    write_tables(_stage_view(params, "table7"), runs, tmp_path, 7)
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "table7.csv").read_text())))
+    (r,) = [r for r in rows if r["cell"] == "ntu60_xsub_55_5" and r["variant"] == "no_mpce"
+            and r["metric"] == "zsl_delta"]
+    full = json.loads((runs / "ntu60_xsub_55_5_seed1/eval/metrics.json").read_text())["zsl_top1"]
+    var = json.loads((runs / "ntu60_xsub_55_5_no_mpce_seed1/eval/metrics.json").read_text())["zsl_top1"]
+    assert float(r["ours"]) == pytest.approx(var - full, abs=1e-4)
+    assert float(r["paper"]) == -3.2
+
+
+def test_missing_run_is_a_clear_error(params, tmp_path):
+    from star_repro.errors import StarReproError
+
+    with pytest.raises(StarReproError, match="star-repro evaluate --experiment ntu60_xsub_55_5"):
+        write_tables(_stage_view(params, "table2"), tmp_path, tmp_path / "out", 2)
+
+
+@pytest.mark.parametrize("fname", ["fig3_gamma_ntu60_xsub_55_5.png", "fig3_m_ntu60_xsub_55_5.png",
+                                   "fig4_tsne_ntu60_xsub_55_5.png", "fig5_confusion_ntu60_xsub_55_5.png"])
+def test_figures_are_drawn(params, runs, tmp_path, fname):
+    assert fname in [f for f, _, _ in figure_plan(params)]
+    view = _stage_view(params, f"figure_{fname[:-4]}")
+    (out,) = write_figures(view, runs, tmp_path, only=fname)
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
