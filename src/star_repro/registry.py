@@ -49,7 +49,9 @@ def raw_root(params: dict, family: str) -> str:
 
 
 def embedding_slug(encoder: str) -> str:
-    return encoder.replace(":", "-").replace("/", "-").replace("@", "-")
+    from star_repro.text.encoders import encoder_slug
+
+    return encoder_slug(encoder)
 
 
 def profile_of(params: dict) -> str:
@@ -111,12 +113,14 @@ def build_stages(params: dict) -> list[Stage]:
             params=["descriptions"],
             local=True,
         ))
-        enc = params["profiles"][prof]["embed"]["encoder"]
-        stem = f"data/embeddings/{ds}_{part}part_{embedding_slug(enc)}"
+        embed_cfg = params["profiles"][prof]["embed"]
+        stem = f"data/embeddings/{ds}_{part}part_{embedding_slug(embed_cfg['encoder'])}"
+        weights = embed_cfg.get("weights")
+        weights_dep = [weights] if isinstance(weights, str) and weights not in ("random",) else []
         stages.append(Stage(
             name=f"embed_{ds}_{part}part", kind="embed",
             cmd=f"star-repro embed --dataset {ds} --partition {part}",
-            deps=[desc, "src/star_repro/text/encoders.py", "src/star_repro/text/embed.py"],
+            deps=[desc, "src/star_repro/text/encoders.py", "src/star_repro/text/embed.py"] + weights_dep,
             outs=[f"{stem}.npz", f"{stem}.json"],
             params=[f"profiles.{prof}.embed"],
             resources={"threads": 2, "mem_mb": 6000, "runtime": 30, "gpu": 0},

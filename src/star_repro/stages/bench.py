@@ -17,8 +17,10 @@ def register(sub) -> None:
     b.add_argument("--n", type=int, default=2000)
     b.add_argument("--workdir", default=None, help="where to write the generated files (default: a temp dir)")
     b.set_defaults(handler=_prepare)
-    b = bsub.add_parser("encode", help="strings/s of each text encoder")
+    b = bsub.add_parser("encode", help="strings/s of each text encoder (CLIP with random weights)")
     b.add_argument("--n", type=int, default=256)
+    b.add_argument("--device", default=os.environ.get("STAR_REPRO_DEVICE", "cpu"))
+    b.add_argument("--batch-size", type=int, default=64)
     b.set_defaults(handler=_encode)
     b = bsub.add_parser("shiftgcn", help="Shift-GCN training/inference samples/s and peak memory")
     b.add_argument("--device", default=os.environ.get("STAR_REPRO_DEVICE", "cpu"))
@@ -45,9 +47,12 @@ def _prepare(args) -> int:
 
 
 def _encode(args) -> int:
-    from star_repro.text.embed import bench_encoders
+    from star_repro.text.embed import bench_encoders, format_bench
 
-    return _print(bench_encoders(args.n))
+    rows = bench_encoders(args.n, device=args.device, batch_size=args.batch_size)
+    _print(rows)
+    print(format_bench(rows))
+    return 0
 
 
 def _shiftgcn(args) -> int:

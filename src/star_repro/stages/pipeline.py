@@ -173,20 +173,17 @@ def run_describe(args) -> int:
 
 
 def run_embed(args) -> int:
-    from star_repro.registry import embedding_slug
-    from star_repro.text.embed import embed
+    from star_repro.text.embed import embed_from_params, embedding_paths
 
-    from star_repro.config import load_params
-
-    prof = load_params(args.params)["profile"]
     p = _stage(args, f"embed_{args.dataset}_{args.partition}part")
-    cfg = p["profiles"][prof]["embed"]
-    stem = Path("data/embeddings") / f"{args.dataset}_{args.partition}part_{embedding_slug(cfg['encoder'])}"
-    embed(Path("data/descriptions") / f"{args.dataset}_{args.partition}part.json", cfg, stem.with_suffix(".npz"),
-          Path("data/embeddings/cache"), device=resolve_device(args.device))
+    section = dict(_profile_section(p, "embed"))
+    if args.device != "auto" or "device" not in section:
+        section["device"] = args.device
+    npz, _json = embedding_paths(args.dataset, args.partition, section["encoder"])
+    result = embed_from_params(section, Path("data/descriptions") / f"{args.dataset}_{args.partition}part.json",
+                               npz, Path("data/embeddings/cache"))
+    print(f"embed {args.dataset} {args.partition}-part: {result}")
     return 0
-
-
 
 
 def run_tables(args) -> int:
