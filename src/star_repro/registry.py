@@ -42,10 +42,12 @@ class Stage:
         return self.outs + self.metrics + self.plots
 
 
-def raw_root(params: dict, family: str) -> str:
-    src = params["data"]["source"]
-    base = "data/synthetic" if src == "synthetic" else params["data"]["raw_root"]
-    return f"{base}/{family}"
+def raw_dir(params: dict, dataset: str) -> str:
+    """Where a dataset's raw inputs are: the synthetic stand-in's own folder, or the user's family folder
+    (NTU-60 and NTU-120 share the official archives under data/raw/ntu)."""
+    if params["data"]["source"] == "synthetic":
+        return f"data/synthetic/{dataset}"
+    return f"{params['data']['raw_root']}/{RAW_FAMILY[dataset]}"
 
 
 def embedding_slug(encoder: str) -> str:
@@ -74,16 +76,16 @@ def build_stages(params: dict) -> list[Stage]:
     exps = params["experiments"]
 
     if params["data"]["source"] == "synthetic":
-        families = sorted({RAW_FAMILY[d] for d in datasets})
-        for fam in families:
+        for ds in datasets:
+            section = "ntu" if RAW_FAMILY[ds] == "ntu" else "pku"
             stages.append(Stage(
-                name=f"synth_{fam}", kind="synth",
-                cmd=f"star-repro synth --family {fam}",
+                name=f"synth_{ds}", kind="synth",
+                cmd=f"star-repro synth --dataset {ds}",
                 deps=["src/star_repro/data/synth.py", "src/star_repro/data/motion.py",
                       "src/star_repro/data/motion_scripts.py"],
-                outs=[f"data/synthetic/{fam}"],
-                params=[f"synth.seed", f"synth.{fam}", "data.source"],
-                resources={"threads": 1, "mem_mb": 2000, "runtime": 20, "gpu": 0},
+                outs=[f"data/synthetic/{ds}"],
+                params=["synth.seed", "synth.motion", f"synth.{section}", "data.source"],
+                resources={"threads": 2, "mem_mb": 2000, "runtime": 20, "gpu": 0},
             ))
 
     for ds in datasets:
@@ -91,7 +93,7 @@ def build_stages(params: dict) -> list[Stage]:
         stages.append(Stage(
             name=f"prepare_{ds}", kind="prepare",
             cmd=f"star-repro prepare --dataset {ds}",
-            deps=[raw_root(params, fam), "src/star_repro/data/prepare.py",
+            deps=[raw_dir(params, ds), "src/star_repro/data/prepare.py",
                   "src/star_repro/data/ntu.py" if fam == "ntu" else "src/star_repro/data/pku.py"],
             outs=[f"data/processed/{ds}"],
             params=["data.source", "data.raw_root", "prepare", f"protocols.{ds}"],

@@ -27,7 +27,7 @@ def register(sub) -> None:
                        description="Generates NTU-60/120 (.skeleton text in official-looking zip archives) or "
                        "PKU-MMD Phase I (long sequences, label and split files) stand-ins, deterministic from "
                        "synth.seed, into data/synthetic/<family>.")
-    p.add_argument("--family", required=True, choices=["ntu", "pku1"])
+    p.add_argument("--dataset", required=True, choices=["ntu60", "ntu120", "pku1"])
     _common(p)
     p.set_defaults(handler=run_synth)
 
@@ -113,29 +113,28 @@ def resolve_device(device: str) -> str:
 
 def run_synth(args) -> int:
     from star_repro.data import synth
+    from star_repro.errors import StarReproError
 
-    p = _stage(args, f"synth_{args.family}")
-    out = Path("data/synthetic") / args.family
+    p = _stage(args, f"synth_{args.dataset}")
     if p["data"]["source"] != "synthetic":
-        from star_repro.errors import StarReproError
-
         raise StarReproError("data.source is not 'synthetic'; the synth stage only makes the embedded stand-ins")
+    out = Path("data/synthetic") / args.dataset
     t0 = time.time()
-    if args.family == "ntu":
-        synth.write_ntu(out, "ntu120", p["synth"]["ntu"], p["synth"]["seed"])
+    if args.dataset.startswith("ntu"):
+        manifest = synth.write_ntu(out, args.dataset, p["synth"], p["synth"]["seed"])
     else:
-        synth.write_pku(out, p["synth"]["pku1"], p["synth"]["seed"])
-    print(f"synth {args.family}: wrote {out} in {time.time() - t0:.1f} s")
+        manifest = synth.write_pku(out, p["synth"], p["synth"]["seed"])
+    print(f"synth {args.dataset}: wrote {out} in {time.time() - t0:.1f} s")
     return 0
 
 
 def run_prepare(args) -> int:
     from star_repro.data import prepare
-    from star_repro.registry import NTU_ARCHIVES, RAW_FAMILY, raw_root
+    from star_repro.registry import NTU_ARCHIVES, raw_dir
 
     name = f"prepare_{args.dataset}"
     p = _stage(args, name)
-    raw = Path(raw_root(p, RAW_FAMILY[args.dataset]))
+    raw = Path(raw_dir(p, args.dataset))
     out = Path("data/processed") / args.dataset
     cfg = p["prepare"]
     protocols = p["protocols"][args.dataset]
