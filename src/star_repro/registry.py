@@ -23,6 +23,12 @@ CACHE_DATASET = {"ntu60": "ntu120", "ntu120": "ntu120", "pku1": "pku1"}
 LIGHT = {"threads": 1, "mem_mb": 2000, "runtime": 10, "gpu": 0}
 
 
+def job_resources(params: dict, kind: str, default: dict) -> dict:
+    """Per-job resources for Snakemake from params `resources.<kind>` (scheduling only: no stage reads them,
+    so changing them reruns nothing)."""
+    return {**default, **(params.get("resources", {}).get(kind, {}))}
+
+
 @dataclass
 class Stage:
     name: str
@@ -85,7 +91,7 @@ def build_stages(params: dict) -> list[Stage]:
                       "src/star_repro/data/motion_scripts.py"],
                 outs=[f"data/synthetic/{ds}"],
                 params=["synth.seed", "synth.motion", f"synth.{section}", "data.source"],
-                resources={"threads": 2, "mem_mb": 2000, "runtime": 20, "gpu": 0},
+                resources=job_resources(params, "synth", {"threads": 1, "mem_mb": 2000, "runtime": 20, "gpu": 0}),
             ))
 
     for ds in datasets:
@@ -98,7 +104,7 @@ def build_stages(params: dict) -> list[Stage]:
             outs=[f"data/processed/{ds}"],
             params=["data.source", "data.raw_root", "prepare", f"protocols.{ds}"],
             metrics=[f"metrics/prepare_{ds}.json"],
-            resources={"threads": 2, "mem_mb": 4000, "runtime": 120, "gpu": 0},
+            resources=job_resources(params, "prepare", {"threads": 2, "mem_mb": 4000, "runtime": 120, "gpu": 0}),
         ))
 
     # descriptions and embeddings: one per (dataset, partition) that some experiment uses
@@ -125,7 +131,7 @@ def build_stages(params: dict) -> list[Stage]:
             deps=[desc, "src/star_repro/text/encoders.py", "src/star_repro/text/embed.py"] + weights_dep,
             outs=[f"{stem}.npz", f"{stem}.json"],
             params=[f"profiles.{prof}.embed"],
-            resources={"threads": 2, "mem_mb": 6000, "runtime": 30, "gpu": 0},
+            resources=job_resources(params, "embed", {"threads": 1, "mem_mb": 4000, "runtime": 30, "gpu": 0}),
         ))
 
     used_pre = []
@@ -146,7 +152,7 @@ def build_stages(params: dict) -> list[Stage]:
             metrics=[f"metrics/pretrain_{ds}_{proto}_{split}.json"],
             plots=[f"plots/pretrain_{ds}_{proto}_{split}.tsv"],
             persist=[f"data/checkpoints/pretrain_{ds}_{proto}_{split}"],
-            resources={"threads": 2, "mem_mb": 8000, "runtime": 600, "gpu": 1},
+            resources=job_resources(params, "pretrain", {"threads": 1, "mem_mb": 4000, "runtime": 600, "gpu": 1}),
         ))
 
     for run, exp, seed in experiment_runs(params):
@@ -167,7 +173,7 @@ def build_stages(params: dict) -> list[Stage]:
             params=exp_keys,
             plots=[f"plots/train_{run}.tsv"],
             persist=[f"data/checkpoints/train_{run}"],
-            resources={"threads": 2, "mem_mb": 8000, "runtime": 600, "gpu": 1},
+            resources=job_resources(params, "train", {"threads": 1, "mem_mb": 4000, "runtime": 600, "gpu": 1}),
         ))
         stages.append(Stage(
             name=f"evaluate_{run}", kind="evaluate",
@@ -178,7 +184,7 @@ def build_stages(params: dict) -> list[Stage]:
             params=exp_keys,
             metrics=[f"metrics/runs/{run}.json"],
             plots=[f"plots/gamma_{run}.tsv"],
-            resources={"threads": 2, "mem_mb": 8000, "runtime": 120, "gpu": 1},
+            resources=job_resources(params, "evaluate", {"threads": 1, "mem_mb": 4000, "runtime": 120, "gpu": 1}),
         ))
 
     def report_inputs(exp_names: list[str]) -> tuple[list[str], list[str]]:

@@ -27,6 +27,9 @@ for _st in STAGES:
         params:
             # the exact params.yaml keys this stage reads; a change to them reruns it
             values=json.dumps(subset(config, _st.params), sort_keys=True),
+            # the command is bound here, at definition time: a shell expression naming the loop variable would be
+            # re-evaluated when the job runs and give every rule the last stage's command
+            cmd=_st.cmd,
         threads: _st.resources["threads"]
         resources:
             mem_mb=_st.resources["mem_mb"],
@@ -35,4 +38,4 @@ for _st in STAGES:
         benchmark: f"benchmarks/{_st.name}.tsv"
         log: f"logs/{_st.name}.log"
         localrule: _st.local
-        shell: "OMP_NUM_THREADS={threads} " + _st.cmd + " 2> >(tee {log} >&2)"
+        shell: "OMP_NUM_THREADS={threads} {params.cmd} 2> >(tee {log} >&2)"

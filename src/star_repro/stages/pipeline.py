@@ -238,9 +238,13 @@ def run_pretrain(args) -> int:
     p = _stage(args, name)
     cfg = _profile_section(p, "pretrain")
     split = _class_split(p, args.split)
+    # The work folder (checkpoints, resumable) is not a declared output, so no engine deletes it on failure;
+    # the finished files are then published into the declared output folder.
     work = Path("data/checkpoints") / name
     result = pretrain(Path("data/processed") / args.dataset, args.protocol, split, cfg, work,
                       device=resolve_device(args.device))
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 publishes
+        return 0
     _publish(work, Path("data/pretrain") / f"{args.dataset}_{args.protocol}_{args.split}",
              ["model.pt", "config.json", "metrics.json", "history.tsv"])
     _write_json(f"metrics/{name}.json", result)

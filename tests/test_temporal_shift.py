@@ -1,0 +1,155 @@
+"""The pure-PyTorch temporal shift against a literal loop transcription of STAR_SPEC §5.4."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from star_repro.models.temporal_shift import (
+    TemporalShift,
+    apply_position_grad_rule,
+    set_raw_position_grad,
+    temporal_shift,
+)
+
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: tiny tensors gain nothing from more, and a busy 2-core machine makes OpenMP
+    barriers very slow."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _q(x, b, c, hh, ww):
+    _, _, h, w = x.shape
+    return x[b, c, hh, ww] if 0 <= hh < h and 0 <= ww < w else 0.0
+
+
+def reference(x, xpos, ypos, stride, grad_out):
+    """Loops over every output element, exactly as §5.4 states the forward, the adjoint and the position rule."""
+    bsz, ch, h, w = x.shape
+    ho = h // stride
+    out = np.zeros((bsz, ch, ho, w))
+    gx = np.zeros_like(x)
+    gy_raw = np.zeros(ch)
+    for c in range(ch):
+        yy = ypos[c] + 0.5 if stride == 2 else ypos[c]
+        xx = xpos[c]
+        y1, x1 = math.floor(yy), math.floor(xx)
+        dy, dx = yy - y1, xx - x1
+        for b in range(bsz):
+            for hh in range(ho):
+                for ww in range(w):
+                    r, col = hh * stride + y1, ww + x1
+                    q11, q21 = _q(x, b, c, r, col), _q(x, b, c, r, col + 1)
+                    q12, q22 = _q(x, b, c, r + 1, col), _q(x, b, c, r + 1, col + 1)
+                    out[b, c, hh, ww] = (q11 * (1 - dx) * (1 - dy) + q21 * dx * (1 - dy)
+                                         + q12 * (1 - dx) * dy + q22 * dx * dy)
+                    g = grad_out[b, c, hh, ww]
+                    for (a, bb, wgt) in ((0, 0, (1 - dx) * (1 - dy)), (0, 1, dx * (1 - dy)),
+                                         (1, 0, (1 - dx) * dy), (1, 1, dx * dy)):
+                        if 0 <= r + a < h and 0 <= col + bb < w:
+                            gx[b, c, r + a, col + bb] += g * wgt
+                    gy_raw[c] += g * ((1 - dx) * (q12 - q11) + dx * (q22 - q21))
+    gy_raw /= bsz
+    gy = np.where(gy_raw == 0, 1e-4, 0.01 * np.sign(gy_raw))
+    return out, gx, gy, gy_raw
+
+
+def _case(seed, stride, h=7, w=4, ch=6, bsz=3):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(bsz, ch, h, w))
+    x[:, 5] = 0.0  # a channel whose position derivative is exactly zero -> the 1e-4 branch
+    ypos = rng.uniform(-3.0, 3.0, size=ch)
+    ypos[0] = 0.0           # integer position: dy == 0
+    ypos[1] = -h - 3.5      # shifted past the start: output all zero
+    xpos = rng.uniform(-1.5, 1.5, size=ch)  # exercise the x taps, which the real model keeps near 1e-8
+    xpos[2] = 1e-8
+    xpos[3] = -1e-8
+    grad_out = rng.normal(size=(bsz, ch, h // stride, w))
+    return x, xpos, ypos, grad_out
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_matches_loop_reference(stride, seed):
+    x, xpos, ypos, grad_out = _case(seed, stride)
+    ref_out, ref_gx, ref_gy, ref_raw = reference(x, xpos, ypos, stride, grad_out)
+
+    xt = torch.tensor(x, requires_grad=True)
+    xp = torch.tensor(xpos, requires_grad=True)
+    yp = torch.tensor(ypos, requires_grad=True)
+    out = temporal_shift(xt, xp, yp, stride)
+    assert out.shape == (3, 6, 7 // stride, 4)
+    np.testing.assert_allclose(out.detach().numpy(), ref_out, rtol=1e-12, atol=1e-12)
+    out.backward(torch.tensor(grad_out))
+    np.testing.assert_allclose(xt.grad.numpy(), ref_gx, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(yp.grad.numpy(), ref_gy)
+    # Channel 1 samples only padding and channel 5 is all zero: derivative exactly zero -> 1e-4.
+    assert yp.grad[1].item() == 1e-4 and yp.grad[5].item() == 1e-4
+    assert np.abs(ref_gy[[0, 2, 3, 4]]).tolist() == [0.01] * 4
+    np.testing.assert_array_equal(xp.grad.numpy(), np.zeros(6))
+
+    # Raw mode returns the batch-mean derivative; applying the rule afterwards gives the same update.
+    mod = TemporalShift(6, stride)
+    with torch.no_grad():
+        mod.xpos.copy_(torch.tensor(xpos, dtype=torch.float32))
+        mod.ypos.copy_(torch.tensor(ypos, dtype=torch.float32))
+    set_raw_position_grad(mod, True)
+    mod.double()
+    mod(torch.tensor(x)).backward(torch.tensor(grad_out))
+    np.testing.assert_allclose(mod.ypos.grad.numpy(), ref_raw, rtol=1e-6, atol=1e-9)
+    apply_position_grad_rule(mod)
+    np.testing.assert_array_equal(np.sign(mod.ypos.grad.numpy()), np.sign(ref_gy))
+    assert not mod.xpos.grad.any()
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_input_gradient_is_exact_adjoint(stride):
+    torch.manual_seed(3)
+    x = torch.randn(2, 4, 9, 5, dtype=torch.float64, requires_grad=True)
+    xpos = torch.tensor([1e-8, -1e-8, 0.3, -0.7], dtype=torch.float64)
+    ypos = torch.tensor([0.4, -1.2, 2.5, 0.0], dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda t: temporal_shift(t, xpos, ypos, stride), (x,))
+
+
+def test_float32_model_positions_are_near_identity_along_joints():
+    """With |xpos| ~ 1e-8 the joint axis is untouched; an integer ypos is a pure shift with zero fill."""
+    mod = TemporalShift(3, 1)
+    with torch.no_grad():
+        mod.ypos.copy_(torch.tensor([1.0, -2.0, 0.0]))
+        mod.xpos.zero_()
+    x = torch.randn(2, 3, 8, 25)
+    out = mod(x)
+    torch.testing.assert_close(out[:, 0, :-1], x[:, 0, 1:])
+    assert not out[:, 0, -1].any()
+    torch.testing.assert_close(out[:, 1, 2:], x[:, 1, :-2])
+    assert not out[:, 1, :2].any()
+    torch.testing.assert_close(out[:, 2], x[:, 2])
+
+
+def test_module_initialisation_ranges():
+    torch.manual_seed(0)
+    mod = TemporalShift(512, 2)
+    assert mod.xpos.abs().max() <= 1e-8 and mod.xpos.abs().max() > 0
+    assert mod.ypos.abs().max() <= 1.0 and mod.ypos.abs().max() > 0.9
+    assert [n for n, _ in mod.named_parameters()] == ["xpos", "ypos"]
+    with pytest.raises(ValueError):
+        TemporalShift(4, 3)
+
+
+def test_positions_still_get_weight_decay():
+    """The x gradient is a zero tensor, not None, so SGD's weight decay still shrinks xpos (as in the kernel)."""
+    mod = TemporalShift(4, 1)
+    before = mod.xpos.detach().clone()
+    opt = torch.optim.SGD(mod.parameters(), lr=0.1, weight_decay=0.5)
+    mod(torch.randn(2, 4, 6, 3)).sum().backward()
+    assert mod.xpos.grad is not None and not mod.xpos.grad.any()
+    opt.step()
+    torch.testing.assert_close(mod.xpos.detach(), before * (1 - 0.05))
