@@ -12,10 +12,6 @@ from typing import Any
 
 from star_repro.reporting.figures import figure_plan
 
-NTU_ARCHIVES = {
-    "ntu60": ("nturgbd_skeletons_s001_to_s017.zip",),
-    "ntu120": ("nturgbd_skeletons_s001_to_s017.zip", "nturgbd_skeletons_s018_to_s032.zip"),
-}
 # Which raw family folder each dataset reads (NTU-60 and NTU-120 share the official archives).
 RAW_FAMILY = {"ntu60": "ntu", "ntu120": "ntu", "pku1": "pku1"}
 # Descriptions: NTU-60 reads the first 60 classes of the NTU-120 cache (one place for each description).
@@ -99,7 +95,7 @@ def build_stages(params: dict) -> list[Stage]:
         stages.append(Stage(
             name=f"prepare_{ds}", kind="prepare",
             cmd=f"star-repro prepare --dataset {ds}",
-            deps=[raw_dir(params, ds), "src/star_repro/data/prepare.py",
+            deps=[raw_dir(params, ds), "src/star_repro/data/prepare.py", "src/star_repro/data/fastparse.py",
                   "src/star_repro/data/ntu.py" if fam == "ntu" else "src/star_repro/data/pku.py"],
             outs=[f"data/processed/{ds}"],
             params=["data.source", "data.raw_root", "prepare", f"protocols.{ds}"],

@@ -130,7 +130,7 @@ def run_synth(args) -> int:
 
 def run_prepare(args) -> int:
     from star_repro.data import prepare
-    from star_repro.registry import NTU_ARCHIVES, raw_dir
+    from star_repro.registry import raw_dir
 
     name = f"prepare_{args.dataset}"
     p = _stage(args, name)
@@ -139,22 +139,18 @@ def run_prepare(args) -> int:
     cfg = p["prepare"]
     protocols = p["protocols"][args.dataset]
     if args.dataset.startswith("ntu"):
-        sources = [raw / a for a in NTU_ARCHIVES[args.dataset] if (raw / a).exists()]
-        folder = raw / "nturgb+d_skeletons"
-        if folder.is_dir():
-            sources.append(folder)
-        if not sources:
+        found = prepare.discover_ntu_inputs(raw, args.dataset)
+        if not found["sources"]:
             from star_repro.errors import StarReproError
 
-            raise StarReproError(f"no NTU archives or folder in {raw}: expected {', '.join(NTU_ARCHIVES[args.dataset])}"
-                                 f" (or a folder {folder}); run `star-repro doctor`")
-        missing = raw / ("NTU_RGBD_samples_with_missing_skeletons.txt" if args.dataset == "ntu60"
-                         else "NTU_RGBD120_samples_with_missing_skeletons.txt")
-        metrics = prepare.prepare_ntu(args.dataset, sources, out, protocols,
-                                      missing_list=missing if missing.exists() else None,
-                                      on_error=cfg["on_error"], workers=cfg["workers"])
+            raise StarReproError(f"no NTU archives or extracted folder in {raw} (expected "
+                                 f"{', '.join(found['archives'])}); run `star-repro doctor` to see where files go")
+        metrics = prepare.prepare_ntu(args.dataset, found["sources"], out, protocols,
+                                      missing_list=found["missing_list"], on_error=cfg["on_error"],
+                                      workers=cfg["workers"])
     else:
-        metrics = prepare.prepare_pku(raw, out, protocols, on_error=cfg["on_error"])
+        metrics = prepare.prepare_pku(raw, out, protocols, on_error=cfg["on_error"], workers=cfg["workers"],
+                                      arccos=cfg["pku_arccos"])
     _write_json(f"metrics/{name}.json", metrics)
     if args.export == "npz":
         for proto in protocols:

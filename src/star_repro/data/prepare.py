@@ -1,0 +1,654 @@
+"""`prepare`: raw NTU RGB+D 60/120 and PKU-MMD Phase I -> processed arrays and tables (docs/formats.md).
+
+Streaming by design: NTU samples are read straight out of the official zip archives (no extraction), parsed
+in batches (`ntu.parse_skeletons`), denoised and aligned (optionally in worker processes, results kept in name
+order) and written row by row into `joints.npy` (created by `open_memmap`), so the resident memory does not
+grow with the dataset (NTU-120 is ~20 GB as one float32 array). The whole output folder is built beside the
+target and swapped in at the end (`star_repro.io.atomic_dir`).
+
+Bad inputs: `on_error="fail"` stops at the first malformed file with its file, line and reason;
+`on_error="skip"` finishes, lists every skipped input in `rejected.tsv` and counts them in `metrics.json`.
+Samples with no body in any frame are *missing*, not malformed: they are left out and reported, with a
+cross-check against the official missing-skeleton list.
+"""
+from __future__ import annotations
+
+import csv
+import ctypes
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from star_repro.data import ntu as ntu_mod
+from star_repro.data import pku as pku_mod
+from star_repro.data.classes import classes_of
+from star_repro.data.splits import ntu_protocol_indices, parse_pku_split_file, pku_protocol_indices
+from star_repro.errors import InputFormatError, StarReproError
+from star_repro.io import atomic_dir, atomic_path, canonical_json
+
+NTU_ARCHIVES = {
+    "ntu60": ("nturgbd_skeletons_s001_to_s017.zip",),
+    "ntu120": ("nturgbd_skeletons_s001_to_s017.zip", "nturgbd_skeletons_s018_to_s032.zip"),
+}
+NTU_FOLDER = "nturgb+d_skeletons"  # what the official archives extract to
+NTU_MISSING_LISTS = {"ntu60": "NTU_RGBD_samples_with_missing_skeletons.txt",
+                     "ntu120": "NTU_RGBD120_samples_with_missing_skeletons.txt"}
+NTU_SCOPE = {"ntu60": (17, 60), "ntu120": (32, 120)}  # (last setup, last action) of each dataset
+PKU_SPLIT_FILES = ("cross-subject.txt", "cross-view.txt")
+SAMPLE_COLUMNS = ("index", "name", "label", "setup", "camera", "subject", "replication", "video", "frames")
+REJECTED_COLUMNS = ("name", "file", "line", "reason")
+PARSE_BATCH = 32  # NTU files parsed together in one set of vectorised passes
+log = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------------------------------------------ discovery
+
+@dataclass(frozen=True)
+class NtuEntry:
+    name: str  # SsssCcccPpppRrrrAaaa
+    container: str  # zip archive path, or "" for a loose file
+    member: str  # member name inside the archive, or the file path
+
+    @property
+    def where(self) -> str:
+        return f"{self.container}:{self.member}" if self.container else self.member
+
+
+def discover_ntu_inputs(raw_dir: str | Path, dataset: str) -> dict:
+    """What `prepare_ntu` would read in `raw_dir`: official archives, an extracted folder, the missing list."""
+    raw_dir = Path(raw_dir)
+    archives = [raw_dir / a for a in NTU_ARCHIVES[dataset]]
+    folder = raw_dir / NTU_FOLDER
+    return {
+        "archives": {a.name: a.is_file() for a in archives},
+        "folder": folder if folder.is_dir() else None,
+        "sources": [a for a in archives if a.is_file()] + ([folder] if folder.is_dir() else []),
+        "missing_list": (raw_dir / NTU_MISSING_LISTS[dataset])
+        if (raw_dir / NTU_MISSING_LISTS[dataset]).is_file() else None,
+    }
+
+
+def list_ntu_entries(sources: Iterable[str | Path]) -> tuple[list[NtuEntry], list[tuple[str, str, str]]]:
+    """Every `.skeleton` in the zips/folders, by sample name; and (name, file, reason) for unusable names.
+
+    Zip archives are listed from their central directory only. A sample found twice is an error naming both.
+    """
+    found: dict[str, NtuEntry] = {}
+    bad_names: list[tuple[str, str, str]] = []
+    for src in sources:
+        src = Path(src)
+        if src.is_dir():
+            items = [("", str(p)) for p in sorted(src.rglob("*.skeleton"))]
+        elif src.is_file() and zipfile.is_zipfile(src):
+            with zipfile.ZipFile(src) as zf:
+                items = [(str(src), n) for n in zf.namelist() if n.endswith(".skeleton")]
+        elif src.exists():
+            raise StarReproError(f"{src}: not a zip archive nor a folder of .skeleton files")
+        else:
+            raise StarReproError(f"{src}: not found")
+        for container, member in items:
+            base = member.replace("\\", "/").rsplit("/", 1)[-1][:-len(".skeleton")]
+            entry = NtuEntry(base, container, member)
+            if not ntu_mod.SAMPLE_NAME_RE.match(base):
+                bad_names.append((base, entry.where, "file name is not an NTU sample name SsssCcccPpppRrrrAaaa"))
+                continue
+            if base in found:
+                raise StarReproError(f"sample {base} appears twice: {found[base].where} and {entry.where}; "
+                                     "keep one copy")
+            found[base] = entry
+    return [found[k] for k in sorted(found)], bad_names
+
+
+def read_missing_list(path: str | Path) -> list[str]:
+    """The official missing-skeleton list: a free-text header, a blank line, then one sample name per line."""
+    names: list[str] = []
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for line_no, line in enumerate(fh, start=1):
+            text = line.strip()
+            if not text:
+                continue
+            if ntu_mod.SAMPLE_NAME_RE.match(text):
+                names.append(text)
+            elif names:
+                raise InputFormatError(str(path), line_no, f"expected a sample name SsssCcccPpppRrrrAaaa after "
+                                                           f"the header, found {text[:40]!r}")
+    return names
+
+
+# ------------------------------------------------------------------------------------------------ NTU workers
+
+_ZIPS: dict[str, zipfile.ZipFile] = {}
+
+
+def _read_entry(entry: NtuEntry) -> bytes:
+    if not entry.container:
+        with open(entry.member, "rb") as fh:
+            return fh.read()
+    zf = _ZIPS.get(entry.container)
+    if zf is None:
+        zf = _ZIPS[entry.container] = zipfile.ZipFile(entry.container)
+    return zf.read(entry.member)
+
+
+def _process_ntu_batch(task: tuple[list[NtuEntry], str]) -> list[tuple]:
+    """Worker: a batch of samples -> per sample ("ok", aligned (300,150), frames, info) | ("missing", msg) |
+    ("error", file, line, reason). Parsing is batched (`ntu.parse_skeletons`); results keep the input order."""
+    entries, dataset = task
+    items, read_errors = [], {}
+    for i, entry in enumerate(entries):
+        try:
+            items.append((_read_entry(entry), entry.where))
+        except (OSError, zipfile.BadZipFile, RuntimeError) as exc:
+            read_errors[i] = ("error", entry.where, None, f"cannot read: {exc}")
+            items.append((b"", entry.where))
+    out = []
+    for i, (entry, raw) in enumerate(zip(entries, ntu_mod.parse_skeletons(items))):
+        if i in read_errors:
+            out.append(read_errors[i])
+            continue
+        try:
+            if isinstance(raw, Exception):
+                raise raw
+            den = ntu_mod.denoise(raw)
+            aligned = ntu_mod.align(den.joints, dataset)
+        except ntu_mod.MissingSkeletonError as exc:
+            out.append(("missing", str(exc)))
+            continue
+        except InputFormatError as exc:
+            out.append(("error", exc.file, exc.line, exc.reason))
+            continue
+        except StarReproError as exc:
+            out.append(("error", entry.where, None, str(exc)))
+            continue
+        info = {"bodies": len(raw.bodies), "actors": den.actors, "removed": list(den.removed.values()),
+                "dropped_frames": len(raw.dropped_frames), "removed_frames": len(den.removed_frames)}
+        out.append(("ok", aligned, int(den.joints.shape[0]), info))
+    return out
+
+
+def _worker_init() -> None:
+    tune_malloc()
+
+
+def tune_malloc() -> None:
+    """Keep freed per-file arrays in the heap (glibc): otherwise every file's temporaries are returned to the OS
+    and page-faulted back, which costs more than the parsing on small VMs. Best effort; a no-op elsewhere."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 64 << 20)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
+def _imap(func, tasks: list, workers: int) -> Iterator:
+    if workers <= 1 or len(tasks) < 2:
+        for t in tasks:
+            yield func(t)
+        return
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork") if sys.platform.startswith("linux") else mp.get_context()
+    with ctx.Pool(workers, initializer=_worker_init) as pool:
+        yield from pool.imap(func, tasks, chunksize=1)
+
+
+def _progress(iterable, total: int, desc: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, unit="file", disable=None if enabled else True,
+                file=sys.stderr, dynamic_ncols=True)
+
+
+# ------------------------------------------------------------------------------------------------ writing
+
+class _RowWriter:
+    """`joints.npy` streamed row by row: `open_memmap` creates the file (header, full size), rows are then
+    written in order through one file handle. Nothing accumulates in memory, whatever N is; `close` shrinks
+    the array to the rows actually written (rejected or missing samples)."""
+
+    def __init__(self, path: Path, capacity: int, row_shape: tuple[int, ...]):
+        self.path = path
+        self.row_shape = row_shape
+        self.capacity = max(capacity, 1)
+        mm = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(self.capacity,) + row_shape)
+        self.offset = mm.offset
+        del mm
+        self.fh = open(path, "r+b")
+        self.fh.seek(self.offset)
+        self.n = 0
+
+    def append(self, row: np.ndarray) -> None:
+        if self.n >= self.capacity:
+            raise StarReproError("internal: more rows than reserved in joints.npy")
+        self.fh.write(np.ascontiguousarray(row, dtype="<f4").data)
+        self.n += 1
+
+    def close(self) -> None:
+        """Flush, then shrink the array to the rows written (header rewritten in place, same length)."""
+        self.fh.flush()
+        if self.n < self.capacity:
+            row_bytes = int(np.prod(self.row_shape)) * 4
+            header = {"descr": "<f4", "fortran_order": False, "shape": (self.n,) + self.row_shape}
+            text = repr(header).encode("latin1")
+            self.fh.seek(0)
+            magic = self.fh.read(8)
+            hlen_size = 2 if magic[6] == 1 else 4
+            hlen = int.from_bytes(self.fh.read(hlen_size), "little")
+            self.fh.seek(8 + hlen_size)
+            self.fh.write(text + b" " * (hlen - len(text) - 1) + b"\n")
+            self.fh.truncate(self.offset + self.n * row_bytes)
+        os.fsync(self.fh.fileno())
+        self.fh.close()
+
+
+def _write_table(path: Path, header: tuple[str, ...], rows: Iterable[Iterable]) -> None:
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh, delimiter="\t", lineterminator="\n")
+        w.writerow(header)
+        for r in rows:
+            w.writerow(["" if v is None else v for v in r])
+
+
+# ------------------------------------------------------------------------------------------------ NTU
+
+def prepare_ntu(dataset: str, sources: list[Path], out_dir: Path, protocols: dict, missing_list: Path | None = None,
+                on_error: str = "fail", workers: int = 1, progress: bool = True) -> dict:
+    """Process the NTU samples of `dataset` found in `sources` into `out_dir` (docs/formats.md); returns metrics.
+
+    Selection: actions A001-A060 and setups S001-S017 for ntu60, A001-A120 and S001-S032 for ntu120, in
+    sorted name order (the order of the published `skes_available_name.txt`), minus the missing list.
+    `protocols`: params `protocols.<dataset>` ({name: {"by", "train", "test"}}).
+    """
+    if dataset not in NTU_SCOPE:
+        raise StarReproError(f"prepare_ntu: dataset must be ntu60 or ntu120, got {dataset!r}")
+    if on_error not in ("fail", "skip"):
+        raise StarReproError(f"prepare.on_error must be 'fail' or 'skip', got {on_error!r}")
+    if not sources:
+        raise StarReproError(f"prepare {dataset}: no archive or folder of .skeleton files given; "
+                             "`star-repro doctor` shows where the raw files go")
+    tune_malloc()
+    t0 = time.perf_counter()
+    entries, bad_names = list_ntu_entries(sources)
+    if bad_names and on_error == "fail":
+        name, where, reason = bad_names[0]
+        raise InputFormatError(where, None, reason)
+    last_setup, last_action = NTU_SCOPE[dataset]
+    selected = []
+    for e in entries:
+        meta = ntu_mod.parse_sample_name(e.name)
+        if meta["setup"] <= last_setup and meta["action"] <= last_action:
+            selected.append(e)
+    listed = set(read_missing_list(missing_list)) if missing_list else set()
+    listed_present = sorted(e.name for e in selected if e.name in listed)
+    todo = [e for e in selected if e.name not in listed]
+    if not todo:
+        raise StarReproError(f"prepare {dataset}: no {dataset} samples found in {[str(s) for s in sources]}")
+
+    rows, rejected, unlisted_missing = [], [list(b[:2]) + [None, b[2]] for b in bad_names], []
+    stats = {"two_actor": 0, "bodies_removed": {"length": 0, "spread": 0, "overlap": 0},
+             "samples_with_dropped_frames": 0, "samples_with_removed_frames": 0}
+    with atomic_dir(out_dir) as tmp:
+        writer = _RowWriter(tmp / "joints.npy", len(todo), (3, ntu_mod.MAX_FRAMES, 25, 2))
+        batches = [(todo[i:i + PARSE_BATCH], dataset) for i in range(0, len(todo), PARSE_BATCH)]
+        results = _imap(_process_ntu_batch, batches, workers)
+        flat = (r for batch in results for r in batch)
+        try:
+            for entry, res in _progress(zip(todo, flat), len(todo), f"prepare {dataset}", progress):
+                kind = res[0]
+                if kind == "missing":
+                    unlisted_missing.append(entry.name)
+                    continue
+                if kind == "error":
+                    _, file, line, reason = res
+                    if on_error == "fail":
+                        raise InputFormatError(file, line, reason)
+                    rejected.append([entry.name, file, line, reason])
+                    continue
+                _, aligned, frames, info = res
+                writer.append(aligned.reshape(ntu_mod.MAX_FRAMES, 2, 25, 3).transpose(3, 0, 2, 1))
+                meta = ntu_mod.parse_sample_name(entry.name)
+                rows.append([len(rows), entry.name, meta["action"] - 1, meta["setup"], meta["camera"],
+                             meta["subject"], meta["replication"], "", frames])
+                stats["two_actor"] += info["actors"] == 2
+                stats["samples_with_dropped_frames"] += info["dropped_frames"] > 0
+                stats["samples_with_removed_frames"] += info["removed_frames"] > 0
+                for reason in info["removed"]:
+                    stats["bodies_removed"][reason] += 1
+        finally:
+            results.close()  # stops the worker pool at once on an error
+        writer.close()
+        if not rows:
+            raise StarReproError(f"prepare {dataset}: every sample was rejected or missing; see the errors above")
+        meta_arr = {k: np.array([r[i] for r in rows], np.int64)
+                    for i, k in ((3, "setup"), (4, "camera"), (5, "subject"), (6, "replication"))}
+        proto = {}
+        for pname, cfg in protocols.items():
+            idx = ntu_protocol_indices(meta_arr, cfg)
+            proto[pname] = {"train": idx["train"].tolist(), "test": idx["test"].tolist()}
+        _write_table(tmp / "samples.tsv", SAMPLE_COLUMNS, rows)
+        _write_table(tmp / "rejected.tsv", REJECTED_COLUMNS, rejected)
+        (tmp / "protocols.json").write_text(json.dumps(proto, separators=(",", ":")) + "\n", encoding="utf-8")
+        seconds = time.perf_counter() - t0
+        metrics = {
+            "dataset": dataset, "samples": len(rows), "rejected": len(rejected),
+            "missing": len(listed_present) + len(unlisted_missing),
+            "missing_listed": len(listed_present), "missing_unlisted": unlisted_missing,
+            "listed_but_absent": len(listed - {e.name for e in selected}) if missing_list else None,
+            "files": len(todo), "seconds": round(seconds, 3), "files_per_s": round(len(todo) / seconds, 1),
+            "workers": workers, "frames_max": max(r[-1] for r in rows),
+            "protocols": {p: {k: len(v) for k, v in d.items()} for p, d in proto.items()},
+            **stats,
+        }
+        (tmp / "metrics.json").write_text(canonical_json(metrics), encoding="utf-8")
+    if unlisted_missing:
+        log.warning("prepare %s: %d sample(s) with no body in any frame are not on the missing-skeleton list "
+                    "(left out as missing): %s", dataset, len(unlisted_missing), ", ".join(unlisted_missing[:10]))
+    if rejected:
+        log.warning("prepare %s: %d input(s) rejected, listed in %s", dataset, len(rejected), out_dir / "rejected.tsv")
+    return metrics
+
+
+# ------------------------------------------------------------------------------------------------ PKU
+
+def discover_pku_inputs(raw_dir: str | Path, protocols: dict | None = None) -> dict:
+    raw_dir = Path(raw_dir)
+    split_files = [cfg["split_file"] for cfg in (protocols or {}).values()] or list(PKU_SPLIT_FILES)
+    skel = sorted((raw_dir / "skeletons").glob("*.txt")) if (raw_dir / "skeletons").is_dir() else []
+    labels = sorted((raw_dir / "labels").glob("*.txt")) if (raw_dir / "labels").is_dir() else []
+    return {"skeletons": skel, "labels": labels,
+            "split_files": {f: (raw_dir / f).is_file() for f in split_files}}
+
+
+def _video_key(path: Path) -> tuple[int, int] | None:
+    try:
+        return pku_mod.parse_video_name(path.stem)
+    except ValueError:
+        return None
+
+
+def _process_pku_video(task: tuple[str, str, str, tuple[str, ...], str]) -> tuple[list, list]:
+    """Worker: one long video -> ([(clip fields, position64)], [rejected rows])."""
+    video, skel_path, label_path, ignore, arccos = task
+    try:
+        with open(label_path, "rb") as fh:
+            labels = pku_mod.read_label_file(fh.read(), label_path)
+    except InputFormatError as exc:
+        return [], [[video, exc.file, exc.line, exc.reason]]
+    if not os.path.isfile(skel_path):
+        return [], [[video, skel_path, None, f"skeleton file missing for label file {label_path}"]]
+    try:
+        with open(skel_path, "rb") as fh:
+            skeleton = pku_mod.read_skeleton_file(fh.read(), skel_path)
+    except InputFormatError as exc:
+        return [], [[video, exc.file, exc.line, exc.reason]]
+    done, rejected = [], []
+    for row in labels:
+        name = pku_mod.clip_name(video, row.action, row.row)
+        if name in ignore:
+            continue
+        try:
+            pku_mod.check_label_range(row, len(skeleton), label_path)
+            clip = pku_mod.cut_clip(skeleton, video, row)
+            length = pku_mod.clip_length(clip.data)
+            if length == 0:
+                raise InputFormatError(label_path, row.line, f"clip {name}: person 1 is absent in every frame")
+            pos = pku_mod.process_clip(clip.data, arccos)
+        except InputFormatError as exc:
+            rejected.append([name, exc.file, exc.line, exc.reason])
+            continue
+        done.append(((name, clip.label, video, length), pos))
+    done.sort(key=lambda d: d[0][0])
+    return done, rejected
+
+
+def prepare_pku(raw_dir: Path, out_dir: Path, protocols: dict, on_error: str = "fail", workers: int = 1,
+                progress: bool = True, ignore: Iterable[str] = pku_mod.PKU1_IGNORED_CLIPS,
+                arccos: str = "native") -> dict:
+    """PKU-MMD Phase I: every labelled action of every video with a label file -> (N, 3, 64, 25, 2) float32.
+
+    Clips are sorted by name (video id, view, class, row). `protocols`: params `protocols.pku1`
+    ({name: {"split_file": ...}}), file names relative to `raw_dir`. `ignore`: clip names the published
+    gendata skips (its missing-skeleton list). `arccos`: see `star_repro.data.pku.process_clip`.
+    """
+    if on_error not in ("fail", "skip"):
+        raise StarReproError(f"prepare.on_error must be 'fail' or 'skip', got {on_error!r}")
+    raw_dir = Path(raw_dir)
+    tune_malloc()
+    t0 = time.perf_counter()
+    splits = {}
+    for pname, cfg in protocols.items():
+        path = raw_dir / cfg["split_file"]
+        if not path.is_file():
+            raise StarReproError(f"{path}: split file for protocol {pname} not found (run `star-repro doctor`)")
+        splits[pname] = parse_pku_split_file(path)
+    label_files = [p for p in sorted((raw_dir / "labels").glob("*.txt")) if _video_key(p)]
+    if not label_files:
+        raise StarReproError(f"{raw_dir / 'labels'}: no PKU-MMD label files (0XXX-L.txt ...) found")
+    label_files.sort(key=_video_key)
+    ignore = tuple(ignore)
+    tasks = [(p.stem, str(raw_dir / "skeletons" / p.name), str(p), ignore, arccos) for p in label_files]
+    n_clips_max = 0
+    for _, _, lp, _, _ in tasks:
+        with open(lp, "rb") as fh:
+            n_clips_max += sum(1 for line in fh if line.strip())
+    rows, rejected = [], []
+    with atomic_dir(out_dir) as tmp:
+        writer = _RowWriter(tmp / "joints.npy", n_clips_max, (3, pku_mod.T_OUT, 25, 2))
+        results = _imap(_process_pku_video, tasks, workers)
+        try:
+            for done, bad in _progress(results, len(tasks), "prepare pku1", progress):
+                if bad and on_error == "fail":
+                    _, file, line, reason = bad[0]
+                    raise InputFormatError(file, line, reason)
+                rejected.extend(bad)
+                for (name, label, video, length), pos in done:
+                    writer.append(pos)
+                    rows.append([len(rows), name, label, "", pku_mod.parse_video_name(video)[1], "", "", video,
+                                 length])
+        finally:
+            results.close()
+        writer.close()
+        if not rows:
+            raise StarReproError("prepare pku1: every clip was rejected; see rejected.tsv")
+        videos = [r[7] for r in rows]
+        proto = {}
+        for pname, split in splits.items():
+            idx = pku_protocol_indices(videos, split)
+            proto[pname] = {"train": idx["train"].tolist(), "test": idx["test"].tolist()}
+        _write_table(tmp / "samples.tsv", SAMPLE_COLUMNS, rows)
+        _write_table(tmp / "rejected.tsv", REJECTED_COLUMNS, rejected)
+        (tmp / "protocols.json").write_text(json.dumps(proto, separators=(",", ":")) + "\n", encoding="utf-8")
+        seconds = time.perf_counter() - t0
+        metrics = {"dataset": "pku1", "samples": len(rows), "rejected": len(rejected), "videos": len(tasks),
+                   "ignored": sorted(ignore), "seconds": round(seconds, 3), "arccos": arccos,
+                   "videos_per_s": round(len(tasks) / seconds, 2), "workers": workers,
+                   "protocols": {p: {k: len(v) for k, v in d.items()} for p, d in proto.items()}}
+        (tmp / "metrics.json").write_text(canonical_json(metrics), encoding="utf-8")
+    if rejected:
+        log.warning("prepare pku1: %d input(s) rejected, listed in %s", len(rejected), out_dir / "rejected.tsv")
+    return metrics
+
+
+# ------------------------------------------------------------------------------------------------ export
+
+def export_npz(processed_dir: str | Path, protocol: str, out_path: str | Path, chunk: int = 512) -> dict:
+    """Write the CTR-GCN / AimCLR `.npz` layout of one protocol, streaming (memory flat in N).
+
+    NTU: `x_train`/`x_test` float32 (N, 300, 150), `y_train`/`y_test` one-hot float64 (N, C).
+    PKU: `x_*` float32 (N, 3, 64, 25, 2), `y_*` int64 (N, 1).
+    """
+    from star_repro.data.dataset import ProcessedDataset
+
+    processed_dir = Path(processed_dir)
+    ds = ProcessedDataset(processed_dir)
+    try:
+        dataset = json.loads((processed_dir / "metrics.json").read_text(encoding="utf-8"))["dataset"]
+    except (OSError, ValueError, KeyError):
+        raise StarReproError(f"{processed_dir / 'metrics.json'}: missing or without 'dataset'; re-run prepare") from None
+    n_classes = len(classes_of(dataset))
+    split = ds.protocol(protocol)
+    is_ntu = dataset.startswith("ntu")
+    t = ds.joints.shape[2]
+
+    def x_chunks(idx):
+        for s in range(0, len(idx), chunk):
+            block = np.asarray(ds.joints[idx[s:s + chunk]], np.float32)
+            if is_ntu:
+                block = block.transpose(0, 2, 4, 3, 1).reshape(len(block), t, 150)
+            yield block
+
+    def y_full(idx):
+        labels = ds.labels[idx]
+        if is_ntu:
+            y = np.zeros((len(idx), n_classes), np.float64)
+            y[np.arange(len(idx)), labels] = 1.0
+            return y
+        return labels.astype(np.int64).reshape(-1, 1)
+
+    out_path = Path(out_path)
+    shapes = {}
+    with atomic_path(out_path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for part in ("train", "test"):
+            idx = np.asarray(split[part], np.int64)
+            x_shape = (len(idx), t, 150) if is_ntu else (len(idx),) + tuple(ds.joints.shape[1:])
+            with zf.open(f"x_{part}.npy", "w", force_zip64=True) as fh:
+                np.lib.format.write_array_header_1_0(fh, {"descr": "<f4", "fortran_order": False,
+                                                          "shape": x_shape})
+                for block in x_chunks(idx):
+                    fh.write(np.ascontiguousarray(block, "<f4").tobytes())
+            y = y_full(idx)
+            with zf.open(f"y_{part}.npy", "w", force_zip64=True) as fh:
+                np.lib.format.write_array(fh, y, allow_pickle=False)
+            shapes[f"x_{part}"] = list(x_shape)
+            shapes[f"y_{part}"] = list(y.shape)
+    return {"path": str(out_path), "dataset": dataset, "protocol": protocol, "shapes": shapes}
+
+
+# ------------------------------------------------------------------------------------------------ benchmark
+
+def _perline_reference_parse(path: str | Path) -> dict:
+    """A straightforward per-line reader in the style of the published `get_raw_skes_data.py`: one `readline`
+    per line, `split`, and `float()` per used token. Only the benchmark uses it, as the speed baseline."""
+    bodies: dict[str, dict] = {}
+    with open(path, "r") as fr:
+        n_frames = int(fr.readline())
+        valid = -1
+        dropped = []
+        for f in range(n_frames):
+            n_bodies = int(fr.readline())
+            if n_bodies == 0:
+                dropped.append(f)
+                continue
+            valid += 1
+            for _ in range(n_bodies):
+                body_id = fr.readline().split()[0]
+                n_joints = int(fr.readline())
+                joints = []
+                colors = []
+                for _ in range(n_joints):
+                    tokens = fr.readline().split()
+                    joints.append((float(tokens[0]), float(tokens[1]), float(tokens[2])))
+                    colors.append((float(tokens[5]), float(tokens[6])))
+                body = bodies.get(body_id)
+                if body is None:
+                    bodies[body_id] = {"joints": [joints], "colors": [colors], "interval": [valid]}
+                else:
+                    body["joints"].append(joints)
+                    body["colors"].append(colors)
+                    body["interval"].append(body["interval"][-1] + 1)
+    for body in bodies.values():
+        body["joints"] = np.array(body["joints"], np.float32).reshape(-1, 3)
+        body["colors"] = np.array(body["colors"], np.float32)
+    return {"bodies": bodies, "num_frames": n_frames - len(dropped), "dropped": dropped}
+
+
+_BENCH_CHILD = r"""
+import json, resource, sys, time
+from pathlib import Path
+sys.path[:0] = {paths!r}
+mode, listing, out = sys.argv[1], sys.argv[2], sys.argv[3]
+files = Path(listing).read_text().split("\n")
+from star_repro.data import prepare as P
+from star_repro.data.ntu import parse_skeletons
+P.tune_malloc()
+t0 = time.perf_counter()
+if mode == "reference":
+    for f in files:
+        P._perline_reference_parse(f)
+elif mode == "parse":
+    for i in range(0, len(files), P.PARSE_BATCH):
+        parse_skeletons([(Path(f).read_bytes(), f) for f in files[i:i + P.PARSE_BATCH]])
+else:
+    workers = int(mode.split(":")[1])
+    P.prepare_ntu("ntu120", [Path(files[0]).parent], Path(out), {{}}, None, "fail", workers, False)
+dt = time.perf_counter() - t0
+try:  # this process's own high-water mark; ru_maxrss would include the parent's pages after fork+exec
+    status = Path("/proc/self/status").read_text()
+    own = int(status.split("VmHWM:")[1].split()[0])
+except (OSError, IndexError, ValueError):
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+workers_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(json.dumps({{"seconds": dt, "peak_rss_mib": own / 1024.0, "peak_worker_rss_mib": workers_rss / 1024.0}}))
+"""
+
+
+def bench_prepare(n: int, workdir: Path, seed: int = 0, frames: tuple[int, int] = (60, 120),
+                  workers: tuple[int, ...] = (1, 2), reference: bool = True) -> list[dict]:
+    """Throughput (files/s) and peak RSS of NTU parsing and of `prepare_ntu` on `n` generated files.
+
+    Each measurement runs in its own Python process; peak RSS is that process's high-water mark (VmHWM) and,
+    with workers, the largest pool worker's (`getrusage(RUSAGE_CHILDREN)`):
+    the per-line reference reader (skipped with `reference=False`; its speed does not depend on `n`), our
+    vectorised reader alone, and the whole `prepare_ntu` (parse, denoise, align, write) per worker count.
+    """
+    from star_repro.data.synth import generate_ntu_bench_files
+
+    workdir = Path(workdir)
+    src = workdir / "skeletons"
+    t_gen = time.perf_counter()
+    files = generate_ntu_bench_files(src, n, seed, frames=frames)
+    t_gen = time.perf_counter() - t_gen
+    listing = workdir / "files.txt"
+    listing.write_text("\n".join(str(f) for f in files), encoding="utf-8")
+    paths = [p for p in sys.path if p]
+    code = _BENCH_CHILD.format(paths=[str(Path(__file__).resolve().parents[2])] + paths)
+    results = []
+    size = sum(os.path.getsize(f) for f in files)
+
+    def run(mode: str) -> dict:
+        out = workdir / f"out_{mode.replace(':', '')}"
+        proc = subprocess.run([sys.executable, "-c", code, mode, str(listing), str(out)], capture_output=True,
+                              text=True)
+        shutil.rmtree(out, ignore_errors=True)  # outputs are large at big n; only the timing is kept
+        if proc.returncode != 0:
+            raise StarReproError(f"bench prepare ({mode}) failed:\n{proc.stderr[-2000:]}")
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    base = {"bench": "prepare", "files": n, "frames_per_file": list(frames), "mib": round(size / 2 ** 20, 1),
+            "generate_seconds": round(t_gen, 2)}
+    ref = run("reference") if reference else None
+    if ref:
+        results.append(base | {"what": "parse, per-line reference", "files_per_s": round(n / ref["seconds"], 1),
+                               "peak_rss_mib": round(ref["peak_rss_mib"], 1)})
+    measured = [("parse, vectorised", run("parse"))]
+    for w in workers:
+        measured.append((f"prepare_ntu (parse+denoise+align+write), workers={w}", run(f"prepare:{w}")))
+    for what, r in measured:
+        rec = base | {"what": what, "files_per_s": round(n / r["seconds"], 1), "peak_rss_mib": round(r["peak_rss_mib"], 1)}
+        if r["peak_worker_rss_mib"] > 0:
+            rec["peak_worker_rss_mib"] = round(r["peak_worker_rss_mib"], 1)
+        if ref:
+            rec["speedup_vs_reference"] = round(ref["seconds"] / r["seconds"], 2)
+        results.append(rec)
+    return results
