@@ -159,12 +159,19 @@ def build_stages(params: dict) -> list[Stage]:
         pre = f"data/pretrain/{ds}_{proto}_{split}"
         section = "star" if method == "star" else f"baselines.{method}"
         exp_keys = [f"experiments.{exp['name']}", f"splits.{split}", f"profiles.{prof}.{section}"]
-        model_src = ("src/star_repro/models/star.py" if method == "star"
-                     else f"src/star_repro/models/baselines/{method}.py")
+        if method == "star":
+            code = ["src/star_repro/models/star.py", "src/star_repro/models/losses.py",
+                    "src/star_repro/training/star_train.py", "src/star_repro/training/star_cfg.py"]
+        else:
+            code = ["src/star_repro/training/baseline_train.py", "src/star_repro/models/baselines/common.py",
+                    f"src/star_repro/models/baselines/{method}.py"]
+            code += {"jpose": ["src/star_repro/models/baselines/revise.py", "src/star_repro/data/verb_noun.yaml"],
+                     "synse": ["src/star_repro/models/baselines/cada_vae.py", "src/star_repro/data/verb_noun.yaml"],
+                     }.get(method, [])
         stages.append(Stage(
             name=f"train_{run}", kind="train",
             cmd=f"star-repro train --experiment {exp['name']} --seed {seed}",
-            deps=[f"data/processed/{ds}", pre, emb, model_src, "src/star_repro/training/star_train.py"],
+            deps=[f"data/processed/{ds}", pre, emb] + code,
             outs=[f"runs/{run}/train"],
             params=exp_keys,
             plots=[f"plots/train_{run}.tsv"],
@@ -174,8 +181,8 @@ def build_stages(params: dict) -> list[Stage]:
         stages.append(Stage(
             name=f"evaluate_{run}", kind="evaluate",
             cmd=f"star-repro evaluate --experiment {exp['name']} --seed {seed}",
-            deps=[f"data/processed/{ds}", pre, emb, f"runs/{run}/train", "src/star_repro/training/evaluate.py",
-                  "src/star_repro/metrics.py"],
+            deps=[f"data/processed/{ds}", pre, emb, f"runs/{run}/train", "src/star_repro/metrics.py"]
+            + (["src/star_repro/training/evaluate.py"] if method == "star" else code),
             outs=[f"runs/{run}/eval"],
             params=exp_keys,
             metrics=[f"metrics/runs/{run}.json"],
@@ -195,6 +202,7 @@ def build_stages(params: dict) -> list[Stage]:
         if table in (6, 7):  # the variants are compared with the full model of their cell
             cells = {(exps[n]["dataset"], exps[n]["protocol"], exps[n]["split"]) for n in members}
             members += [n for n, e in exps.items() if e.get("variant", "full") == "full"
+                        and e.get("method", "star") == "star"
                         and (e["dataset"], e["protocol"], e["split"]) in cells and n not in members]
         runs, keys = report_inputs(members)
         stages.append(Stage(

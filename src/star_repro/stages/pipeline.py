@@ -12,6 +12,10 @@ import time
 from pathlib import Path
 
 
+# Pooled backbone features shared by the baselines of one split (content-addressed; not a declared output).
+FEATURE_CACHE = Path("data/cache/features")
+
+
 def _common(p) -> None:
     p.add_argument("--params", default="params.yaml", help="the params file (default: params.yaml)")
 
@@ -259,6 +263,7 @@ def _experiment(args, kind: str):
     cfg = merge(_profile_section(p, section), exp.get("overrides", {}))
     cfg["seed"] = args.seed
     cfg["partition"] = int(exp.get("partition", 6))
+    (cfg["profile"],) = p["profiles"]
     return name, p, exp, cfg
 
 
@@ -290,7 +295,7 @@ def run_train(args) -> int:
         from star_repro.training.baseline_train import train_baseline
 
         train_baseline(method, inputs["processed"], inputs["protocol"], inputs["split"], emb, inputs["backbone"],
-                       cfg, work, device=resolve_device(args.device))
+                       cfg, work, device=resolve_device(args.device), feature_cache=FEATURE_CACHE)
     _publish(work, run_dir / "train", ["model.pt", "config.json", "history.tsv", "selection.json"])
     _copy(work / "history.tsv", f"plots/{name}.tsv")
     return 0
@@ -318,9 +323,10 @@ def run_evaluate(args) -> int:
         from star_repro.training.baseline_train import evaluate_baseline as evaluate_fn
     from star_repro.io import atomic_dir
 
+    extra = {} if method == "star" else {"feature_cache": FEATURE_CACHE}
     with atomic_dir(run_dir / "eval") as tmp:
         metrics = evaluate_fn(run_dir / "train", inputs["processed"], inputs["protocol"], inputs["split"], emb,
-                              inputs["backbone"], cfg, tmp, device=resolve_device(args.device))
+                              inputs["backbone"], cfg, tmp, device=resolve_device(args.device), **extra)
     _write_json(f"metrics/runs/{args.experiment}_seed{args.seed}.json", metrics)
     _copy(run_dir / "eval" / "gamma_sweep.tsv", f"plots/gamma_{args.experiment}_seed{args.seed}.tsv")
     return 0
