@@ -53,6 +53,12 @@ def _check_cross_references(params: Mapping, source: str) -> None:
         bad = [u for u in split["unknown"] if not 0 <= u < n]
         if bad:
             raise ParamsError(f"{source}: splits.{name}.unknown: classes {bad} outside 0..{n - 1} of {split['dataset']}")
+    from star_repro.training.star_cfg import resolve_star_cfg
+
+    for prof, sections in params["profiles"].items():
+        for ds in params["data"]["datasets"]:
+            resolve_star_cfg({**sections["star"], "seed": 1, "partition": 6, "profile": prof}, ds,
+                             path=f"{source}: profiles.{prof}.star")
     for name, exp in params["experiments"].items():
         split = params["splits"].get(exp["split"])
         if split is None:

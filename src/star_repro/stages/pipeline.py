@@ -212,6 +212,15 @@ def _profile_section(p: dict, section: str) -> dict:
     return node
 
 
+def _for_dataset(cfg: dict, dataset: str) -> dict:
+    """Apply a section's optional `by_dataset: {<dataset>: {...overrides}}` (e.g. PKU clips stored at 64 frames)."""
+    from star_repro.config import merge
+
+    cfg = dict(cfg)
+    overrides = cfg.pop("by_dataset", None) or {}
+    return merge(cfg, overrides.get(dataset, {}))
+
+
 def _class_split(p: dict, split_name: str):
     from star_repro.data.classes import classes_of
     from star_repro.data.splits import ClassSplit
@@ -236,7 +245,7 @@ def run_pretrain(args) -> int:
 
     name = f"pretrain_{args.dataset}_{args.protocol}_{args.split}"
     p = _stage(args, name)
-    cfg = _profile_section(p, "pretrain")
+    cfg = _for_dataset(_profile_section(p, "pretrain"), args.dataset)
     split = _class_split(p, args.split)
     # The work folder (checkpoints, resumable) is not a declared output, so no engine deletes it on failure;
     # the finished files are then published into the declared output folder.

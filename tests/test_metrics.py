@@ -1,0 +1,97 @@
+"""ZSL/GZSL metrics against hand-computed cases (calibrated stacking, S/U/H, γ choice, per-class, confusion)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from star_repro import metrics as M
+
+# 3 classes: 0 and 1 known, 2 unknown
+KNOWN = np.array([True, True, False])
+SCORES = np.array([
+    [0.50, 0.30, 0.45],   # label 0: margin known-unknown = 0.05
+    [0.20, 0.60, 0.58],   # label 1: margin 0.02
+    [0.40, 0.10, 0.39],   # label 2: unknown sample, loses by 0.01
+    [0.30, 0.20, 0.35],   # label 2: wins already at γ = 0
+])
+LABELS = np.array([0, 1, 2, 2])
+
+
+def test_calibrated_stacking_by_hand():
+    assert M.calibrated_predict(SCORES, KNOWN, 0.0).tolist() == [0, 1, 0, 2]
+    # γ = 0.015: row 2 flips (0.385 < 0.39); rows 0/1 keep their known class (0.485 > 0.45, 0.585 > 0.58)
+    assert M.calibrated_predict(SCORES, KNOWN, 0.015).tolist() == [0, 1, 2, 2]
+    # γ = 0.03: row 1 flips too (0.57 < 0.58); γ = 0.06 flips row 0 (0.44 < 0.45)
+    assert M.calibrated_predict(SCORES, KNOWN, 0.03).tolist() == [0, 2, 2, 2]
+    assert M.calibrated_predict(SCORES, KNOWN, 0.06).tolist() == [2, 2, 2, 2]
+
+
+def test_gzsl_s_u_h_by_hand():
+    r = M.gzsl_metrics(SCORES, LABELS, KNOWN, 0.0)
+    assert (r["seen"], r["unseen"], r["n_seen"], r["n_unseen"]) == (100.0, 50.0, 2, 2)
+    assert r["h"] == pytest.approx(2 * 100 * 50 / 150)
+    r = M.gzsl_metrics(SCORES, LABELS, KNOWN, 0.03)
+    assert (r["seen"], r["unseen"]) == (50.0, 100.0)
+    assert r["h"] == pytest.approx(2 * 50 * 100 / 150)
+    r = M.gzsl_metrics(SCORES, LABELS, KNOWN, 0.015)
+    assert (r["seen"], r["unseen"], r["h"]) == (100.0, 100.0, 100.0)
+
+
+def test_harmonic_mean_edge_cases():
+    assert M.harmonic_mean(0.0, 0.0) == 0.0
+    assert M.harmonic_mean(0.0, 80.0) == 0.0
+    assert M.harmonic_mean(60.0, 40.0) == pytest.approx(48.0)
+
+
+def test_zsl_top1_over_unknown_columns():
+    scores_u = np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.4]])
+    assert M.zsl_top1(scores_u, np.array([1, 0, 0])) == pytest.approx(200 / 3)
+    assert M.accuracy(np.array([]), np.array([])) == 0.0
+
+
+def test_gamma_sweep_and_best_tie_goes_to_smaller_gamma():
+    sweep = M.gamma_sweep(SCORES, LABELS, KNOWN, [0.06, 0.015, 0.02, 0.0])
+    assert [r["gamma"] for r in sweep] == [0.06, 0.015, 0.02, 0.0]
+    best = M.best_gamma(sweep)
+    assert best["gamma"] == 0.015 and best["h"] == 100.0  # 0.02 also gives H = 100; the smaller one wins
+
+
+def test_gamma_for_unknown_rate_by_hand():
+    known_only = np.array([
+        [0.9, 0.1, 0.5],   # margin 0.40
+        [0.2, 0.6, 0.5],   # margin 0.10
+        [0.7, 0.1, 0.5],   # margin 0.20
+        [0.3, 0.2, 0.25],  # margin 0.05
+    ])
+    assert M.gamma_for_unknown_rate(known_only, KNOWN, 0.0) == 0.0
+    g = M.gamma_for_unknown_rate(known_only, KNOWN, 0.5)  # two of four samples must move: margins 0.05, 0.10
+    assert g == pytest.approx(0.15)  # midway between the 2nd (0.10) and 3rd (0.20) smallest margins
+    pred = M.calibrated_predict(known_only, KNOWN, g)
+    assert np.mean(pred == 2) == 0.5
+    # a sample already predicted unknown at γ = 0 counts: γ stays 0
+    already = np.array([[0.1, 0.2, 0.5], [0.9, 0.1, 0.0]])
+    assert M.gamma_for_unknown_rate(already, KNOWN, 0.5) == 0.0
+    assert M.gamma_for_unknown_rate(known_only, KNOWN, 0.25) == pytest.approx(0.075)
+    with pytest.raises(ValueError):
+        M.gamma_for_unknown_rate(known_only, KNOWN, 1.0)
+
+
+def test_per_class_accuracy_and_confusion():
+    pred = np.array([0, 2, 2, 1, 1])
+    labels = np.array([0, 0, 2, 1, 2])
+    rows = M.per_class_accuracy(pred, labels, [0, 1, 2, 3])
+    assert rows == [{"class": 0, "n": 2, "acc": 50.0}, {"class": 1, "n": 1, "acc": 100.0},
+                    {"class": 2, "n": 2, "acc": 50.0}, {"class": 3, "n": 0, "acc": None}]
+    cm = M.confusion_matrix(pred, labels, 3)
+    assert cm.tolist() == [[1, 0, 1], [0, 1, 0], [0, 1, 1]]
+    assert cm.sum() == len(labels)
+
+
+def test_gamma_grids():
+    grid = M.AUTHORS_GAMMA_GRID
+    assert grid[:9] == (0.0, 0.001, 0.005, 0.010, 0.011, 0.012, 0.013, 0.014, 0.015)
+    assert 0.095 in grid and 0.1 not in grid and grid[-3:] == (0.25, 0.5, 0.75)
+    assert len(grid) == 9 + 16 + 3
+    # 0.069 and 0.022 (paper Table 1) are not in the authors' list but are in the default grid
+    assert 0.069 not in grid and 0.022 not in grid
+    assert {0.012, 0.069, 0.022} <= set(M.DEFAULT_GAMMA_GRID)
