@@ -4,3 +4,12 @@
 configfile: "params.yaml"
 
 include: "workflow/rules/registry.smk"
+
+
+# The default target: every table and figure. (It must live here: Snakemake takes the default target from the main
+# Snakefile, not from an included one.)
+localrules: all
+
+
+rule all:
+    input: [out for stage in STAGES if stage.kind in ("tables", "figures") for out in stage.outs]

@@ -7,16 +7,11 @@ from star_repro.registry import build_stages
 validate(config, "params.yaml (snakemake config)")
 STAGES = build_stages(config)
 # Light stages run on the submitting machine when a cluster executor is used.
-localrules: all
 
 
 def _out(path, stage):
     # Folders are declared as directory() outputs; files as plain outputs.
     return directory(path) if not os.path.splitext(path)[1] else path
-
-
-rule all:
-    input: [o for s in STAGES if s.kind in ("tables", "figures") for o in s.outs]
 
 
 for _st in STAGES:
