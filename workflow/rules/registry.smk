@@ -1,10 +1,13 @@
 import json
 import os
+import sys
 
 from star_repro.config import subset, validate
 from star_repro.registry import build_stages
 
 validate(config, "params.yaml (snakemake config)")
+# Stage commands call `star-repro` from the environment Snakemake itself runs in.
+shell.prefix(f"export PATH={os.path.dirname(sys.executable)}:$PATH; ")
 STAGES = build_stages(config)
 # Light stages run on the submitting machine when a cluster executor is used.
 

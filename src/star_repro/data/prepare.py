@@ -64,6 +64,15 @@ class NtuEntry:
         return f"{self.container}:{self.member}" if self.container else self.member
 
 
+# Timing and parallelism describe a run, not the data: they go to the stage's metrics, not into the processed
+# folder, so that a rerun with identical data leaves the folder byte-identical and nothing downstream reruns.
+_RUN_KEYS = ("seconds", "files_per_s", "videos_per_s", "workers")
+
+
+def _content_only(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k not in _RUN_KEYS}
+
+
 def discover_ntu_inputs(raw_dir: str | Path, dataset: str) -> dict:
     """What `prepare_ntu` would read in `raw_dir`: official archives, an extracted folder, the missing list."""
     raw_dir = Path(raw_dir)
@@ -350,7 +359,7 @@ def prepare_ntu(dataset: str, sources: list[Path], out_dir: Path, protocols: dic
             "protocols": {p: {k: len(v) for k, v in d.items()} for p, d in proto.items()},
             **stats,
         }
-        (tmp / "metrics.json").write_text(canonical_json(metrics), encoding="utf-8")
+        (tmp / "metrics.json").write_text(canonical_json(_content_only(metrics)), encoding="utf-8")
     if unlisted_missing:
         log.warning("prepare %s: %d sample(s) with no body in any frame are not on the missing-skeleton list "
                     "(left out as missing): %s", dataset, len(unlisted_missing), ", ".join(unlisted_missing[:10]))
@@ -474,7 +483,7 @@ def prepare_pku(raw_dir: Path, out_dir: Path, protocols: dict, on_error: str = "
                    "ignored": sorted(ignore), "seconds": round(seconds, 3), "arccos": arccos,
                    "videos_per_s": round(len(tasks) / seconds, 2), "workers": workers,
                    "protocols": {p: {k: len(v) for k, v in d.items()} for p, d in proto.items()}}
-        (tmp / "metrics.json").write_text(canonical_json(metrics), encoding="utf-8")
+        (tmp / "metrics.json").write_text(canonical_json(_content_only(metrics)), encoding="utf-8")
     if rejected:
         log.warning("prepare pku1: %d input(s) rejected, listed in %s", len(rejected), out_dir / "rejected.tsv")
     return metrics

@@ -202,7 +202,7 @@ def rows_to_markdown(table: int, rows: list[dict], params: dict) -> str:
 
 
 def write_tables(params: dict, runs_root: Path, out_dir: Path, table: int) -> list[Path]:
-    rows = build_rows(params, runs_root)
+    rows = build_rows(params, runs_root) if params.get("experiments") else []
     written = []
     for table in [table]:
         trows = [r for r in rows if r["table"] == table]
