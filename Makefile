@@ -11,7 +11,7 @@ export TRANSFORMERS_OFFLINE := 1
 export DVC_NO_ANALYTICS := 1
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install demo test test-fast dag lock clean-demo
+.PHONY: install demo test test-slurm test-fast dag lock clean-demo
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,7 +28,11 @@ demo: install
 	$(BIN)/star-repro summary
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not slurm"
+
+# The real one-node SLURM cluster test (installs Debian's slurm-wlm and munge when missing; needs root).
+test-slurm: install
+	$(BIN)/python -m pytest -q -m slurm
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow and not slurm"
