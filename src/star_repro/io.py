@@ -81,3 +81,24 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def tsv_text(header, rows) -> str:
+    """Tab-separated text with a header; floats to 6 significant digits, None as empty."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf, delimiter="\t", lineterminator="\n")
+    w.writerow(header)
+    for r in rows:
+        w.writerow(["" if v is None else (f"{v:.6g}" if isinstance(v, float) else v) for v in r])
+    return buf.getvalue()
+
+
+def save_npy_atomic(path: str | Path, arr) -> None:
+    import numpy as np
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, arr)

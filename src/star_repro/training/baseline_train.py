@@ -18,7 +18,6 @@ plus `seed`, `partition` and `profile` injected by the stage.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import csv
 import io
@@ -33,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from star_repro.errors import InputFormatError, StarReproError
-from star_repro.io import atomic_path, canonical_json, sha256_file, sha256_text, write_json_atomic, write_text_atomic
+from star_repro.io import save_npy_atomic, tsv_text, atomic_path, canonical_json, sha256_file, sha256_text, write_json_atomic, write_text_atomic
 
 #: Keys of a `baselines.<method>` section that this module reads (the rest configure the method itself).
 RUN_KEYS = ("selection", "gamma", "gamma_grid", "val_unknown", "val_seen_fraction", "feature_batch_size",
@@ -209,18 +208,10 @@ def validation_unknown(settings: RunSettings, split) -> tuple[list[int], str]:
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
-@contextlib.contextmanager
 def _threads(threads: int | None):
-    import torch
+    from star_repro.training.star_train import torch_threads
 
-    from star_repro.training.common import set_threads
-
-    saved = torch.get_num_threads()
-    try:
-        set_threads(threads)
-        yield
-    finally:
-        torch.set_num_threads(saved)
+    return torch_threads(threads)
 
 
 def _tqdm(total: int, desc: str, progress: bool | None):
@@ -236,19 +227,10 @@ def _jsonable(obj):
     return json.loads(json.dumps(obj, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
 
 
-def _tsv(header: Sequence[str], rows) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, delimiter="\t", lineterminator="\n")
-    w.writerow(header)
-    for r in rows:
-        w.writerow(["" if v is None else (f"{v:.6g}" if isinstance(v, float) else v) for v in r])
-    return buf.getvalue()
+_tsv = tsv_text
 
 
-def _save_npy(path: Path, arr: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, arr)
+_save_npy = save_npy_atomic
 
 
 def _class_names(dataset: str, num_classes: int) -> list[str]:

@@ -8,8 +8,6 @@ dot product under `similarity: dot`). Its source is recorded: `fixed` (a number,
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,7 +16,7 @@ import numpy as np
 
 from star_repro import metrics as M
 from star_repro.errors import StarReproError
-from star_repro.io import atomic_path, write_json_atomic, write_text_atomic
+from star_repro.io import save_npy_atomic, tsv_text, atomic_path, write_json_atomic, write_text_atomic
 from star_repro.training.star_cfg import gamma_setting
 from star_repro.training.star_train import (
     TTA_SEED_OFFSET, SkeletonFeed, _idx_hash, build_model, check_backbone_window, class_scores, embed_split,
@@ -26,19 +24,10 @@ from star_repro.training.star_train import (
 )
 
 
-def _tsv(header, rows) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, delimiter="\t", lineterminator="\n")
-    w.writerow(header)
-    for r in rows:
-        w.writerow(["" if v is None else (f"{v:.6g}" if isinstance(v, float) else v) for v in r])
-    return buf.getvalue()
+_tsv = tsv_text
 
 
-def _save_npy(path: Path, arr: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, arr)
+_save_npy = save_npy_atomic
 
 
 def _save_npz(path: Path, **arrays) -> None:
