@@ -425,7 +425,7 @@ def start(base: Path | None = None, *, gpus: int = 0, partition: str = "debug", 
         return running
     if _known_daemon_pids(base):
         log("cluster: stopping a cluster left from an earlier start")
-        stop(base, log=log)
+        stop(base, stop_munged=False, log=log)  # munged stays: it is about to be used
 
     base.mkdir(parents=True, exist_ok=True)
     started_munge = ensure_munge()
@@ -527,7 +527,7 @@ def stop(base: Path | None = None, *, stop_munged: bool | None = None, timeout: 
     if stop_munged if stop_munged is not None else (base / MUNGE_STARTED).exists():
         stop_munge()
         log("cluster: stopped munged")
-    (base / MUNGE_STARTED).unlink(missing_ok=True)
+        (base / MUNGE_STARTED).unlink(missing_ok=True)
     (base / STATE_FILE).unlink(missing_ok=True)
     return bool(pids)
 
