@@ -284,29 +284,11 @@ class Backbone:
 
 def load_backbone(backbone_dir, split, device) -> Backbone:
     """The split's pretrained Shift-GCN, frozen in eval mode, with the evaluation feeder it was tested with."""
-    from star_repro.models.shiftgcn import ShiftGCN, load_authors_checkpoint
+    from star_repro.training.star_train import load_backbone as load_frozen_backbone
 
-    backbone_dir = Path(backbone_dir)
-    cfg_path, model_path = backbone_dir / "config.json", backbone_dir / "model.pt"
-    for p in (cfg_path, model_path):
-        if not p.is_file():
-            raise StarReproError(f"{p} is missing: run `star-repro pretrain` for this dataset/protocol/split")
-    try:
-        conf = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InputFormatError(cfg_path, exc.lineno, f"not valid JSON: {exc.msg}") from None
-    if not isinstance(conf, dict):
-        raise InputFormatError(cfg_path, 1, "expected a JSON object")
-    for key in ("width", "num_class"):
-        if key not in conf:
-            raise InputFormatError(cfg_path, None, f"key {key!r} missing (written by `star-repro pretrain`)")
-    known = conf.get("known_classes", conf.get("known"))
-    if known is None:
-        raise InputFormatError(cfg_path, None, "key 'known_classes' missing: cannot check that the backbone never "
-                                               "saw this split's unknown classes")
-    if sorted(int(k) for k in known) != list(split.known):
-        raise StarReproError(f"{cfg_path}: the backbone was pretrained on other known classes than split "
-                             f"{split.name}'s; it may have seen this split's unknown classes")
+    model_path = Path(backbone_dir) / "model.pt"
+    cfg_path = Path(backbone_dir) / "config.json"
+    model, conf = load_frozen_backbone(backbone_dir, split)  # the one place that checks the backbone's config
     train_cfg = conf.get("config")
     if not isinstance(train_cfg, dict) or not isinstance(train_cfg.get("window"), int):
         raise InputFormatError(cfg_path, None, "key 'config.window' missing or not an integer (the pretraining "
@@ -319,10 +301,6 @@ def load_backbone(backbone_dir, split, device) -> Backbone:
     feeder = conf.get("feeder", "ntu")
     if feeder not in ("ntu", "pku"):
         raise InputFormatError(cfg_path, None, f"key 'feeder': expected ntu or pku, got {feeder!r}")
-    model = ShiftGCN(int(conf["num_class"]), width=float(conf["width"]))
-    load_authors_checkpoint(model, model_path)
-    for p in model.parameters():
-        p.requires_grad_(False)
     model.eval().to(device)
     return Backbone(model, sha256_file(model_path), int(train_cfg["window"]), [float(p_interval[0])],
                     feeder == "pku", int(model.out_channels), conf)

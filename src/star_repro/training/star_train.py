@@ -92,13 +92,18 @@ def load_backbone(backbone_dir: str | Path, split=None):
         conf = json.loads(cfg_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise InputFormatError(cfg_path, exc.lineno, f"not valid JSON: {exc.msg}") from None
+    if not isinstance(conf, dict):
+        raise InputFormatError(cfg_path, 1, "expected a JSON object")
     for key in ("width", "num_class"):
         if key not in conf:
-            raise InputFormatError(cfg_path, None, f"key {key!r} missing")
-    known = conf.get("known", conf.get("known_classes"))
-    if split is not None and known is not None and sorted(int(k) for k in known) != list(split.known):
-        raise StarReproError(f"{cfg_path}: backbone was pretrained on known classes {sorted(known)[:8]}..., "
-                             f"not those of split {split.name}; it may have seen this split's unknown classes")
+            raise InputFormatError(cfg_path, None, f"key {key!r} missing (written by `star-repro pretrain`)")
+    known = conf.get("known_classes", conf.get("known"))
+    if split is not None and known is None:
+        raise InputFormatError(cfg_path, None, "key 'known_classes' missing: cannot check that the backbone never "
+                                               "saw this split's unknown classes")
+    if split is not None and sorted(int(k) for k in known) != list(split.known):
+        raise StarReproError(f"{cfg_path}: the backbone was pretrained on other known classes than split "
+                             f"{split.name}'s ({sorted(known)[:8]}...); it may have seen this split's unknown classes")
     model = ShiftGCN(int(conf["num_class"]), width=conf["width"])
     load_authors_checkpoint(model, model_path)
     for p in model.parameters():
