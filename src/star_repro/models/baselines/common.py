@@ -306,6 +306,23 @@ class BaselineMethod:
         for i in range(0, n, batch_size):
             yield perm[i:i + batch_size].to(self.device)
 
+    def minibatch_epoch(self, n: int, batch_terms) -> dict[str, float]:
+        """One epoch of SGD steps over shuffled minibatches; `batch_terms(idx)` returns the loss terms of a batch
+        (key "loss" is optimised). Returns each term's per-sample mean over the epoch."""
+        sums: dict[str, float] = {}
+        seen = 0
+        for idx in self.batches(n, int(self.cfg["batch_size"])):
+            terms = batch_terms(idx)
+            for opt in self.optimizers():
+                opt.zero_grad()
+            terms["loss"].backward()
+            for opt in self.optimizers():
+                opt.step()
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach()) * len(idx)
+            seen += len(idx)
+        return {k: v / max(seen, 1) for k, v in sums.items()}
+
     def text_tensor(self, key: str) -> torch.Tensor:
         return torch.as_tensor(getattr(self.text, key), device=self.device)
 

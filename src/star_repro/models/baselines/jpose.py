@@ -140,24 +140,16 @@ class JPoSE(BaselineMethod):
         return self.opts
 
     def train_unit(self, unit, feats, labels):
-        sums: dict[str, float] = {}
-        n = 0
         cv, cn = self.verbs[self.seen_t], self.nouns[self.seen_t]
-        for idx in self.batches(len(feats), int(self.cfg["batch_size"])):
+
+        def batch_terms(idx):
             y = labels[idx]
             cls, rows = torch.unique(y, return_inverse=True)
-            terms = jpose_losses(self.verb, self.noun, self.joint, F.normalize(feats[idx], dim=1), self.verbs[cls],
-                                 self.nouns[cls], cv, cn, self.verb_ids[y], self.noun_ids[y], self.cfg["margin"],
-                                 self.cfg["triplet_weight"], self.cfg["triplet_all_pairs"], rows)
-            for opt in self.opts:
-                opt.zero_grad()
-            terms["loss"].backward()
-            for opt in self.opts:
-                opt.step()
-            for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach()) * len(idx)
-            n += len(idx)
-        return {k: v / max(n, 1) for k, v in sums.items()}
+            return jpose_losses(self.verb, self.noun, self.joint, F.normalize(feats[idx], dim=1), self.verbs[cls],
+                                self.nouns[cls], cv, cn, self.verb_ids[y], self.noun_ids[y], self.cfg["margin"],
+                                self.cfg["triplet_weight"], self.cfg["triplet_all_pairs"], rows)
+
+        return self.minibatch_epoch(len(feats), batch_terms)
 
     def phase_scores(self, feats):
         """Cosine between the joint visual and joint text embeddings, over the phase's classes."""

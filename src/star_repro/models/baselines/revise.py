@@ -125,22 +125,14 @@ class ReViSE(BaselineMethod):
         return torch.log1p(torch.clamp(v, min=-1 + 1e-6)) if self.cfg["log_transform"] else v
 
     def train_unit(self, unit, feats, labels):
-        sums: dict[str, float] = {}
-        n = 0
         cands = self.names[self.seen_t]
-        for idx in self.batches(len(feats), int(self.cfg["batch_size"])):
+
+        def batch_terms(idx):
             cls, rows = torch.unique(labels[idx], return_inverse=True)
-            terms = revise_losses(self.net, self.pre(feats[idx]), self.names[cls], cands,
-                                  self.cfg["margin"], self.cfg["mmd_scale"], rows)
-            for opt in self.opts:
-                opt.zero_grad()
-            terms["loss"].backward()
-            for opt in self.opts:
-                opt.step()
-            for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach()) * len(idx)
-            n += len(idx)
-        return {k: v / max(n, 1) for k, v in sums.items()}
+            return revise_losses(self.net, self.pre(feats[idx]), self.names[cls], cands,
+                                 self.cfg["margin"], self.cfg["mmd_scale"], rows)
+
+        return self.minibatch_epoch(len(feats), batch_terms)
 
     def phase_scores(self, feats):
         """⟨t_v, t_c⟩ in the 50-d space (dot product, as the port), over the phase's classes."""
