@@ -24,7 +24,7 @@ install: $(STAMP)
 
 demo: install
 	$(BIN)/star-repro dag --check
-	$(BIN)/snakemake --workflow-profile workflow/profiles/default --cores $(CORES)
+	$(BIN)/star-repro warm -- $(BIN)/snakemake --workflow-profile workflow/profiles/default --cores $(CORES)
 	$(BIN)/star-repro summary
 
 test: install

@@ -35,7 +35,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, warm_child: bool = False) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    # Inside `star-repro warm -- CMD`, hand the job to the warm starter (star_repro.warm; standard library only,
+    # imported only then). warm_child: this is already the warm starter's forked child.
+    warm = os.environ.get("STAR_REPRO_WARM")
+    if warm and not warm_child and argv[:1] != ["warm"]:
+        from star_repro.warm import run_client
+
+        code = run_client(warm, argv)
+        if code is not None:
+            return code
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
