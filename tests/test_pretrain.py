@@ -227,3 +227,21 @@ def test_torchrun_two_processes_match_one(tiny_ds, tmp_path):
     assert m2["world_size"] == 2 and m1["train_samples"] == m2["train_samples"]
     assert m2["final_train_loss"] == pytest.approx(m1["final_train_loss"], rel=1e-4)
     np.testing.assert_allclose(m2["known_top1"], m1["known_top1"], atol=1 / m1["test_samples"] + 1e-9)
+
+
+def test_eval_every_tests_only_on_schedule_and_after_the_last_epoch(tiny_ds, tmp_path):
+    split = ClassSplit("four_minus_one", 4, [3])
+    out = tmp_path / "out"
+    metrics = pretrain(tiny_ds, "xsub", split, {**TINY, "epochs": 5, "eval_every": 2}, out, progress=False,
+                       threads=1)
+    rows = list(csv.DictReader((out / "history.tsv").open(), delimiter="\t"))
+    tested = [int(r["epoch"]) for r in rows if r["test_acc"] != ""]
+    assert tested == [2, 4, 5]
+    assert float(rows[-1]["test_acc"]) == pytest.approx(metrics["known_top1"], abs=1e-6)
+    assert metrics["best_epoch_test_selected"] in tested
+    # the test schedule does not change training: the weights equal an every-epoch run's
+    every = tmp_path / "every"
+    pretrain(tiny_ds, "xsub", split, {**TINY, "epochs": 5, "eval_every": 1}, every, progress=False, threads=1)
+    assert _same(_weights(out), _weights(every))
+    with pytest.raises(StarReproError, match="eval_every"):
+        resolve_config({**TINY, "eval_every": 0})
