@@ -355,6 +355,27 @@ def _history_tsv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
+def _training_state(model, cfg: Mapping) -> dict:
+    """What a checkpoint must hold to resume: the head, plus the backbone only when training can change it.
+
+    With `bn_mode: frozen` the backbone is exactly the pretrained input (its hash is in the fingerprint), so
+    per-epoch checkpoints leave it out; saving it every epoch was ~10 % of a demo run.
+    """
+    if cfg["bn_mode"] == "frozen":
+        return model.head_state_dict()
+    return model.state_dict()
+
+
+def _load_training_state(model, state: Mapping, where: Path) -> None:
+    from star_repro.models.star import AUTHORS_BACKBONE_PREFIX
+
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith(AUTHORS_BACKBONE_PREFIX)]
+    if missing or unexpected:
+        raise StarReproError(f"{where}: training state does not fit the model (missing {missing[:5]}, unexpected "
+                             f"{list(unexpected)[:5]}); delete it to train from the start")
+
+
 def _save_torch(obj, path: Path) -> None:
     import torch
 
@@ -506,7 +527,7 @@ def _train_star(processed_dir, protocol, split, embeddings_npz, backbone_dir, cf
             raise StarReproError(f"{state_path}: unreadable training state ({exc.__class__.__name__}); delete it "
                                  "to train from the start") from None
         if st.get("fingerprint") == fp:
-            model.load_state_dict(st["model"])
+            _load_training_state(model, st["model"], state_path)
             optimizer.load_state_dict(st["optimizer"])
             start_epoch, history, best = st["epoch"] + 1, st["history"], st["best"]
             resumed_from = st["epoch"]
@@ -571,8 +592,8 @@ def _train_star(processed_dir, protocol, split, embeddings_npz, backbone_dir, cf
         score = {"val": row["val_acc"], "test": row["test_zsl"]}.get(cfg["selection"])
         if cfg["selection"] == "last" or best["score"] is None or score >= best["score"]:
             best = {"epoch": epoch + 1, "score": score,
-                    "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
-        _save_torch({"fingerprint": fp, "epoch": epoch, "model": model.state_dict(),
+                    "state": {k: v.detach().cpu().clone() for k, v in _training_state(model, cfg).items()}}
+        _save_torch({"fingerprint": fp, "epoch": epoch, "model": _training_state(model, cfg),
                      "optimizer": optimizer.state_dict(), "history": history, "best": best}, state_path)
         write_text_atomic(out_dir / "history.tsv", _history_tsv(history))
         print(f"train: epoch {epoch + 1}/{epochs} lr {lr:g} loss {row['loss']:.4f} train acc "
@@ -581,7 +602,8 @@ def _train_star(processed_dir, protocol, split, embeddings_npz, backbone_dir, cf
 
     if best["state"] is None:
         raise StarReproError(f"{state_path}: no completed epoch to select from")
-    _save_torch(best["state"], out_dir / "model.pt")
+    _load_training_state(model, best["state"], state_path)
+    _save_torch(model.state_dict(), out_dir / "model.pt")  # the full state dict, backbone included
     write_text_atomic(out_dir / "history.tsv", _history_tsv(history))
     selection = {
         "selection": {"last": "last", "val": "val", "test": "test-selected"}[cfg["selection"]],
