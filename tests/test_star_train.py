@@ -34,12 +34,13 @@ def _cfg(**over):
     return W.cfg(**base)
 
 
-def _run(world, root, cfg, name="run", emb=None):
+def _run(world, root, cfg, name="run", emb=None, feature_cache=None):
     run_dir, eval_dir = root / name / "train", root / name / "eval"
     summary = train_star(world["processed"], "xsub", world["split"], emb or world["embeddings"], world["backbone"],
-                         cfg, run_dir, progress=False, checkpoint_dir=root / name / "ckpt", threads=1)
+                         cfg, run_dir, progress=False, checkpoint_dir=root / name / "ckpt", threads=1,
+                         feature_cache=feature_cache)
     metrics = evaluate_star(run_dir, world["processed"], "xsub", world["split"], emb or world["embeddings"],
-                            world["backbone"], cfg, eval_dir, threads=1)
+                            world["backbone"], cfg, eval_dir, threads=1, feature_cache=feature_cache)
     return summary, metrics, run_dir, eval_dir
 
 
@@ -113,6 +114,36 @@ def test_same_seed_twice_identical_metrics(world, baseline, tmp_path):
         assert (run2 / f).read_bytes() == (run_dir / f).read_bytes(), f
     a, b = torch.load(run_dir / "model.pt"), torch.load(run2 / "model.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_feature_cache_on_disk_changes_no_number(world, baseline, tmp_path, monkeypatch):
+    from star_repro.training import baseline_train
+
+    hits = []
+    real = baseline_train.cached_features
+
+    def recording(*a, **k):
+        feats, hit = real(*a, **k)
+        hits.append(hit)
+        return feats, hit
+    monkeypatch.setattr(baseline_train, "cached_features", recording)
+    _, _, run_dir, eval_dir = baseline
+    cache = tmp_path / "features"
+    _, _, run1, eval1 = _run(world, tmp_path, _cfg(), name="fill", feature_cache=cache)
+    entries = sorted(cache.glob("features-*.npz"))
+    # the training samples while training, the test samples at evaluation
+    n = len(hits)
+    assert n >= 2 and len(entries) == n and hits == [False] * n
+    hits.clear()
+    _, _, run2, eval2 = _run(world, tmp_path, _cfg(), name="read", feature_cache=cache)
+    assert hits == [True] * n and sorted(cache.glob("features-*.npz")) == entries
+    for run, ev in ((run1, eval1), (run2, eval2)):
+        assert (run / "history.tsv").read_bytes() == (run_dir / "history.tsv").read_bytes()
+        assert (ev / "metrics.json").read_bytes() == (eval_dir / "metrics.json").read_bytes()
+    # the person pooling changes the features: another key
+    hits.clear()
+    _run(world, tmp_path, _cfg(part_pooling="released"), name="other", feature_cache=cache)
+    assert hits == [False] * n and len(list(cache.glob("features-*.npz"))) == 2 * n
 
 
 def test_other_seed_differs(world, baseline, tmp_path):

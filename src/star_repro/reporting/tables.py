@@ -91,7 +91,7 @@ def build_rows(params: dict, runs_root: Path) -> list[dict]:
             ours, std = _agg(values)
         diff = None if ours is None or paper_value is None else ours - paper_value
         sel = sorted({str(r.get("selection", "?")) for r in runs})
-        gam = sorted({str(r.get("gamma", "?")) for r in runs})
+        gam = sorted({_gamma_text(r) for r in runs})
         return {"table": table, "cell": cell, "dataset": exp["dataset"], "protocol": exp["protocol"],
                 "split": exp["split"], "method": method, "variant": variant, "metric": metric,
                 "ours": ours, "ours_std": std, "n": len(values), "paper": paper_value, "diff": diff,
@@ -147,6 +147,14 @@ def build_rows(params: dict, runs_root: Path) -> list[dict]:
                 rows.append(base_row(table, cell, exp, exp.get("method", "star"), label, key,
                                      [r.get(mkey) for r in runs], runs, None, ours=ours, std=std))
     return rows
+
+
+def _gamma_text(run: dict) -> str:
+    """γ to 4 significant digits with where it came from (val, test-selected, fixed): 0.2015 (val)."""
+    g = run.get("gamma")
+    txt = f"{g:.4g}" if isinstance(g, (int, float)) else str(g if g is not None else "?")
+    src = run.get("gamma_source")
+    return f"{txt} ({src})" if src else txt
 
 
 def rows_to_csv(rows: list[dict]) -> str:

@@ -299,7 +299,7 @@ def run_train(args) -> int:
         from star_repro.training.star_train import train_star
 
         train_star(inputs["processed"], inputs["protocol"], inputs["split"], emb, inputs["backbone"], cfg, work,
-                   device=resolve_device(args.device))
+                   device=resolve_device(args.device), feature_cache=FEATURE_CACHE)
     else:
         from star_repro.training.baseline_train import train_baseline
 
@@ -332,7 +332,7 @@ def run_evaluate(args) -> int:
         from star_repro.training.baseline_train import evaluate_baseline as evaluate_fn
     from star_repro.io import atomic_dir
 
-    extra = {} if method == "star" else {"feature_cache": FEATURE_CACHE}
+    extra = {"feature_cache": FEATURE_CACHE}
     with atomic_dir(run_dir / "eval") as tmp:
         metrics = evaluate_fn(run_dir / "train", inputs["processed"], inputs["protocol"], inputs["split"], emb,
                               inputs["backbone"], cfg, tmp, device=resolve_device(args.device), **extra)

@@ -20,7 +20,7 @@ from star_repro.io import save_npy_atomic, tsv_text, atomic_path, write_json_ato
 from star_repro.training.star_cfg import gamma_setting
 from star_repro.training.star_train import (
     TTA_SEED_OFFSET, SkeletonFeed, _idx_hash, build_model, check_backbone_window, class_scores, embed_split,
-    load_backbone, prepare_run, torch_threads,
+    feature_store, load_backbone, prepare_run, torch_threads,
 )
 
 
@@ -37,15 +37,16 @@ def _save_npz(path: Path, **arrays) -> None:
 
 
 def evaluate_star(run_dir, processed_dir, protocol: str, split, embeddings_npz, backbone_dir, cfg: Mapping,
-                  out_dir, device: str = "cpu", progress: bool = False, threads: int | None = None) -> dict:
+                  out_dir, device: str = "cpu", progress: bool = False, threads: int | None = None,
+                  feature_cache=None) -> dict:
     """Evaluate `run_dir/model.pt` (written by `train_star`) and write every output into `out_dir`."""
     with torch_threads(threads):
         return _evaluate_star(run_dir, processed_dir, protocol, split, embeddings_npz, backbone_dir, cfg, out_dir,
-                              device, progress)
+                              device, progress, feature_cache)
 
 
 def _evaluate_star(run_dir, processed_dir, protocol, split, embeddings_npz, backbone_dir, cfg, out_dir, device,
-                   progress) -> dict:
+                   progress, feature_cache=None) -> dict:
     import torch
 
     from star_repro.provenance import write_provenance
@@ -85,8 +86,16 @@ def _evaluate_star(run_dir, processed_dir, protocol, split, embeddings_npz, back
     ebs = int(cfg["eval_batch_size"])
     nw = int(cfg["num_workers"])
 
-    test_feed = SkeletonFeed(run, run.test_idx, labels_all[run.test_idx], augment=cfg["augment"]["test"],
-                             seed=seed + TTA_SEED_OFFSET, device=dev, num_workers=nw)
+    store = feature_store(run, backbone_dir, feature_cache)
+
+    def feed_of(indices):
+        feed = SkeletonFeed(run, indices, labels_all[indices], augment=cfg["augment"]["test"],
+                            seed=seed + TTA_SEED_OFFSET, device=dev, num_workers=nw)
+        if store is not None and feed.cacheable(cfg["bn_mode"]):
+            feed.build_cache(model, ebs, float(cfg["cache_max_mb"]), progress, "features", store)
+        return feed
+
+    test_feed = feed_of(run.test_idx)
     glob, part = embed_split(model, test_feed, ebs, progress, "test")
     scores = class_scores(model, glob, cfg)
     labels = labels_all[run.test_idx]
@@ -103,8 +112,7 @@ def _evaluate_star(run_dir, processed_dir, protocol, split, embeddings_npz, back
     if setting == "val":
         if not len(run.val_idx):
             raise StarReproError("star.gamma: val needs validation samples (star.val_fraction)")
-        val_feed = SkeletonFeed(run, run.val_idx, labels_all[run.val_idx], augment=cfg["augment"]["test"],
-                                seed=seed + TTA_SEED_OFFSET, device=dev, num_workers=nw)
+        val_feed = feed_of(run.val_idx)
         glob_v, _ = embed_split(model, val_feed, ebs, progress, "val")
         gamma = M.gamma_for_unknown_rate(class_scores(model, glob_v, cfg), known_mask, float(cfg["gamma_val_rate"]))
         gamma_source = "val"

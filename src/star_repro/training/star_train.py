@@ -249,8 +249,13 @@ class SkeletonFeed:
         return torch.utils.data.DataLoader(self.dataset, batch_sampler=batches, num_workers=self.num_workers,
                                            persistent_workers=False, worker_init_fn=worker_init)
 
-    def build_cache(self, model, batch_size: int, max_mb: float, progress: bool, desc: str) -> bool:
-        """Compute backbone features once; returns False (and keeps per-batch mode) when they would not fit."""
+    def build_cache(self, model, batch_size: int, max_mb: float, progress: bool, desc: str,
+                    store: Mapping | None = None) -> bool:
+        """Compute backbone features once; returns False (and keeps per-batch mode) when they would not fit.
+
+        `store` ({"dir", "key"} from `feature_store`): also keep them on disk under a content key, so the other
+        runs on the same backbone and samples (ablations, m-variants, evaluation) read instead of recomputing.
+        """
         import torch
 
         was_training = model.training
@@ -261,11 +266,26 @@ class SkeletonFeed:
         if mb > max_mb:
             model.train(was_training)
             return False
-        feats = []
-        for x, _, _ in _tqdm(self._loader(_chunks(len(self), batch_size)), progress, f"{desc} features"):
-            feats.append(model.backbone_features(x.float().to(self.device)))
+
+        def compute():
+            feats = []
+            with torch.no_grad():
+                for x, _, _ in _tqdm(self._loader(_chunks(len(self), batch_size)), progress, f"{desc} features"):
+                    feats.append(model.backbone_features(x.float().to(self.device)))
+            return torch.cat(feats, 0).cpu().numpy()
+
+        if store is None:
+            feats = compute()
+        else:
+            from star_repro.training.baseline_train import cached_features
+
+            # batch size, device and threads too: they can change features at rounding level, and a run's numbers
+            # must not depend on which run happened to fill the cache first
+            key = {**store["key"], "indices_sha256": _idx_hash(self.indices), "batch_size": int(batch_size),
+                   "device": str(self.device), "threads": torch.get_num_threads()}
+            feats, _ = cached_features(store["dir"], key, self.indices, compute)
         model.train(was_training)
-        self.features = torch.cat(feats, 0)
+        self.features = torch.from_numpy(np.ascontiguousarray(feats, np.float32)).to(self.device)
         return True
 
     def batches(self, model, chunks: list[np.ndarray], epoch: int):
@@ -281,6 +301,24 @@ class SkeletonFeed:
         self.dataset.set_epoch(epoch)
         for c, (x, y, _) in zip(chunks, self._loader([list(map(int, c)) for c in chunks])):
             yield model.backbone_features(x.float().to(self.device)), y.long().to(self.device), c
+
+
+def feature_store(run: RunData, backbone_dir, cache_dir) -> dict | None:
+    """Content key of this run's cached backbone features (None: no disk cache). Everything the features depend
+    on is in it: backbone weights, the processed samples, the deterministic feeder settings, the person pooling."""
+    if cache_dir is None or run.cfg["bn_mode"] != "frozen":
+        return None
+    from star_repro.io import sha256_file
+
+    root = Path(run.ds.root)
+    a = run.cfg["augment"]
+    return {"dir": Path(cache_dir), "key": {
+        "format": "star-backbone-features-1", "backbone_sha256": sha256_file(Path(backbone_dir) / "model.pt"),
+        "samples_sha256": sha256_file(root / "samples.tsv"),
+        "joints": {"shape": list(run.ds.joints.shape), "bytes": (root / "joints.npy").stat().st_size},
+        "feeder": {"window": a["window"], "center_p": a["center_p"],
+                   "passthrough": bool(a["pku_passthrough"]) and run.is_pku},
+        "part_pooling": run.cfg["part_pooling"]}}
 
 
 def _chunks(n: int, size: int) -> list[list[int]]:
@@ -457,7 +495,8 @@ def torch_threads(threads: int | None):
 
 
 def train_star(processed_dir, protocol: str, split, embeddings_npz, backbone_dir, cfg: Mapping, out_dir,
-               device: str = "cpu", progress: bool = True, checkpoint_dir=None, threads: int | None = None) -> dict:
+               device: str = "cpu", progress: bool = True, checkpoint_dir=None, threads: int | None = None,
+               feature_cache=None) -> dict:
     """Train STAR for one experiment; returns config.json, selection.json and timing.json merged.
 
     `device`: cpu, cuda, cuda:K or auto; `threads`: CPU intra-op threads (None: $OMP_NUM_THREADS or all cores).
@@ -467,11 +506,11 @@ def train_star(processed_dir, protocol: str, split, embeddings_npz, backbone_dir
     """
     with torch_threads(threads):
         return _train_star(processed_dir, protocol, split, embeddings_npz, backbone_dir, cfg, out_dir, device,
-                           progress, checkpoint_dir)
+                           progress, checkpoint_dir, feature_cache)
 
 
 def _train_star(processed_dir, protocol, split, embeddings_npz, backbone_dir, cfg, out_dir, device, progress,
-                checkpoint_dir) -> dict:
+                checkpoint_dir, feature_cache=None) -> dict:
     import torch
 
     from star_repro.models.losses import known_tensor, similarity, star_loss
@@ -536,9 +575,10 @@ def _train_star(processed_dir, protocol, split, embeddings_npz, backbone_dir, cf
             print(f"train: {state_path} was written with other settings or inputs; starting afresh", flush=True)
 
     cache_note = {}
+    store = feature_store(run, backbone_dir, feature_cache)
     for name, feed in (("train", train_feed), ("val", val_feed), ("test", test_feed)):
         if feed is not None and feed.cacheable(cfg["bn_mode"]) and start_epoch < opt_cfg["epochs"]:
-            cache_note[name] = feed.build_cache(model, ebs, float(cfg["cache_max_mb"]), progress, name)
+            cache_note[name] = feed.build_cache(model, ebs, float(cfg["cache_max_mb"]), progress, name, store)
         elif feed is not None:
             cache_note[name] = False
 
