@@ -45,5 +45,5 @@ lock: install
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^star-repro' > constraints.txt
 
 clean-demo:
-	rm -rf data/synthetic data/processed data/descriptions data/embeddings data/pretrain data/checkpoints runs \
+	rm -rf data/synthetic data/processed data/descriptions data/embeddings data/pretrain data/checkpoints data/cache runs \
 	       results metrics plots benchmarks logs .snakemake
