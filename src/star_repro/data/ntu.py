@@ -33,6 +33,19 @@ from star_repro.data.fastparse import (Tokens, bad_char_offsets, first_bad_char,
 from star_repro.errors import InputFormatError, StarReproError
 
 NUM_JOINTS = 25
+
+# The official skeleton release: archive name -> (setups, labels 0-based) it holds. NTU-60 is the first archive,
+# NTU-120 both. Read by `prepare` (what to look for) and `synth` (what to write); one place for the fact.
+NTU_ARCHIVE_CONTENTS = {
+    "nturgbd_skeletons_s001_to_s017.zip": (range(1, 18), range(0, 60)),
+    "nturgbd_skeletons_s018_to_s032.zip": (range(18, 33), range(60, 120)),
+}
+NTU_NUM_CLASSES = {"ntu60": 60, "ntu120": 120}
+NTU_ARCHIVES = {ds: tuple(a for a, (_, labels) in NTU_ARCHIVE_CONTENTS.items() if labels.start < n)
+                for ds, n in NTU_NUM_CLASSES.items()}
+NTU_FOLDER = "nturgb+d_skeletons"  # what the official archives extract to
+NTU_MISSING_LISTS = {"ntu60": "NTU_RGBD_samples_with_missing_skeletons.txt",
+                     "ntu120": "NTU_RGBD120_samples_with_missing_skeletons.txt"}
 INFO_VALUES = 10
 JOINT_VALUES = 12
 LINES_PER_BODY = 2 + NUM_JOINTS  # info line, joint-count line, 25 joint lines

@@ -32,17 +32,11 @@ import numpy as np
 from star_repro.data import ntu as ntu_mod
 from star_repro.data import pku as pku_mod
 from star_repro.data.classes import classes_of
+from star_repro.data.ntu import NTU_ARCHIVES, NTU_FOLDER, NTU_MISSING_LISTS
 from star_repro.data.splits import ntu_protocol_indices, parse_pku_split_file, pku_protocol_indices
 from star_repro.errors import InputFormatError, StarReproError
 from star_repro.io import atomic_dir, atomic_path, canonical_json
 
-NTU_ARCHIVES = {
-    "ntu60": ("nturgbd_skeletons_s001_to_s017.zip",),
-    "ntu120": ("nturgbd_skeletons_s001_to_s017.zip", "nturgbd_skeletons_s018_to_s032.zip"),
-}
-NTU_FOLDER = "nturgb+d_skeletons"  # what the official archives extract to
-NTU_MISSING_LISTS = {"ntu60": "NTU_RGBD_samples_with_missing_skeletons.txt",
-                     "ntu120": "NTU_RGBD120_samples_with_missing_skeletons.txt"}
 NTU_SCOPE = {"ntu60": (17, 60), "ntu120": (32, 120)}  # (last setup, last action) of each dataset
 PKU_SPLIT_FILES = ("cross-subject.txt", "cross-view.txt")
 SAMPLE_COLUMNS = ("index", "name", "label", "setup", "camera", "subject", "replication", "video", "frames")

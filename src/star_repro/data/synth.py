@@ -37,6 +37,7 @@ import numpy as np
 from star_repro.data.classes import TWO_PERSON, classes_of
 from star_repro.data.motion import Body, Variation, render_batch
 from star_repro.data.motion_scripts import SCRIPTS
+from star_repro.data.ntu import NTU_ARCHIVE_CONTENTS, NTU_FOLDER, NTU_MISSING_LISTS
 from star_repro.errors import ParamsError, StarReproError
 from star_repro.io import atomic_dir, atomic_path, canonical_json, sha256_file
 
@@ -45,13 +46,6 @@ NTU60_TRAIN_SUBJECTS = (1, 2, 4, 5, 8, 9, 13, 14, 15, 16, 17, 18, 19, 25, 27, 28
 NTU120_TRAIN_SUBJECTS = NTU60_TRAIN_SUBJECTS + (
     45, 46, 47, 49, 50, 52, 53, 54, 55, 56, 57, 58, 59, 70, 74, 78, 80, 81, 82, 83, 84, 85, 86, 89, 91, 92, 93, 94,
     95, 97, 98, 100, 103)
-NTU_ARCHIVES = {  # archive name -> (setups, labels 0-based), as the official release splits them
-    "nturgbd_skeletons_s001_to_s017.zip": (range(1, 18), range(0, 60)),
-    "nturgbd_skeletons_s018_to_s032.zip": (range(18, 33), range(60, 120)),
-}
-NTU_INNER_DIR = "nturgb+d_skeletons"
-NTU_MISSING_LIST = {"ntu60": "NTU_RGBD_samples_with_missing_skeletons.txt",
-                    "ntu120": "NTU_RGBD120_samples_with_missing_skeletons.txt"}
 NTU_CAMERA_DEG = {1: -45.0, 2: 0.0, 3: 45.0}
 PKU_VIEW_DEG = {"L": -45.0, "M": 0.0, "R": 45.0}
 BODY_ID_BASE = 72057594037927936  # Kinect body IDs are 2**56 plus a small counter
@@ -628,14 +622,14 @@ def write_ntu(out_dir: str | Path, dataset: str, cfg: Mapping, seed: int, reuse:
     motion, ntu = _section(cfg, "motion"), _section(cfg, "ntu")
     out_dir = Path(out_dir)
     n_classes = len(classes_of(dataset))
-    archives = [a for a, (_, labels) in NTU_ARCHIVES.items() if labels.start < n_classes]
+    archives = [a for a, (_, labels) in NTU_ARCHIVE_CONTENTS.items() if labels.start < n_classes]
     plans = {label: _ntu_class_plan(seed, label, ntu, motion) for label in range(n_classes)}
     config = {"motion": motion, "ntu": ntu}
     old = _reusable(reuse, seed, config)
 
     missing: set[str] = set()
     for arch in archives:
-        labels = NTU_ARCHIVES[arch][1]
+        labels = NTU_ARCHIVE_CONTENTS[arch][1]
         r = _rng(seed, "ntu-missing", arch)
         k = min(ntu["missing_per_archive"], len(labels))
         for label in sorted(int(x) for x in r.choice(list(labels), size=k, replace=False)):
@@ -645,7 +639,7 @@ def write_ntu(out_dir: str | Path, dataset: str, cfg: Mapping, seed: int, reuse:
     _check_coverage(dataset, [n for n in all_names if n not in missing])
 
     manifest = {"dataset": dataset, "seed": int(seed), "kind": "synthetic", "config": config, "archives": {},
-                "missing_list": NTU_MISSING_LIST[dataset], "missing": sorted(missing), "samples": {}}
+                "missing_list": NTU_MISSING_LISTS[dataset], "missing": sorted(missing), "samples": {}}
     with atomic_dir(out_dir) as tmp:
         os.chmod(tmp, 0o755)
         for arch in archives:
@@ -658,11 +652,11 @@ def write_ntu(out_dir: str | Path, dataset: str, cfg: Mapping, seed: int, reuse:
                     raise StarReproError(f"{src_dir / arch}: does not match its manifest; delete {src_dir} and "
                                          "generate it again")
                 for name, rec in om["samples"].items():
-                    if NTU_ARCHIVES[arch][0].start <= rec["setup"] < NTU_ARCHIVES[arch][0].stop:
+                    if NTU_ARCHIVE_CONTENTS[arch][0].start <= rec["setup"] < NTU_ARCHIVE_CONTENTS[arch][0].stop:
                         manifest["samples"][name] = rec
                 manifest["archives"][arch] = dict(om["archives"][arch])
                 continue
-            labels = NTU_ARCHIVES[arch][1]
+            labels = NTU_ARCHIVE_CONTENTS[arch][1]
             rendered: dict[str, tuple] = {}
             for label in _progress(labels, f"synth {dataset} render {arch[18:30]}"):
                 perfs = plans[label]
@@ -681,20 +675,20 @@ def write_ntu(out_dir: str | Path, dataset: str, cfg: Mapping, seed: int, reuse:
             chunks = [names[c:c + _CHUNK] for c in range(0, len(names), _CHUNK)]
             # zlib and numpy release the GIL: format the next chunk in a thread while this one is compressed
             with atomic_path(path) as t, zipfile.ZipFile(t, "w") as zf, ThreadPoolExecutor(1) as pool:
-                _zip_write(zf, NTU_INNER_DIR + "/", b"", 0)
+                _zip_write(zf, NTU_FOLDER + "/", b"", 0)
                 nxt = pool.submit(make, chunks[0])
                 for i in _progress(range(len(chunks)), f"synth {dataset} write {arch[18:30]}"):
                     chunk, samples, texts = nxt.result()
                     if i + 1 < len(chunks):
                         nxt = pool.submit(make, chunks[i + 1])
                     for name, s, text in zip(chunk, samples, texts):
-                        _zip_write(zf, f"{NTU_INNER_DIR}/{name}.skeleton", text, ntu["compress_level"])
+                        _zip_write(zf, f"{NTU_FOLDER}/{name}.skeleton", text, ntu["compress_level"])
                         manifest["samples"][name] = s.record
             manifest["archives"][arch] = {"sha256": sha256_file(path), "samples": len(names)}
         title = "NTU RGB+D 120" if dataset == "ntu120" else "NTU RGB+D"
         header = (f"{len(missing)} of the samples in this synthetic stand-in of {title} have no skeleton in any "
                   "frame.\nLeave these files out of training and testing, as with the official list.\n")
-        (tmp / NTU_MISSING_LIST[dataset]).write_text(header + "\n" + "".join(f"{n}\n" for n in sorted(missing)),
+        (tmp / NTU_MISSING_LISTS[dataset]).write_text(header + "\n" + "".join(f"{n}\n" for n in sorted(missing)),
                                                      encoding="utf-8", newline="\n")
         manifest["counts"] = _ntu_counts(manifest)
         (tmp / "manifest.json").write_text(canonical_json(manifest), encoding="utf-8", newline="\n")
