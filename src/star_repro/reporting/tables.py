@@ -91,7 +91,7 @@ def build_rows(params: dict, runs_root: Path) -> list[dict]:
             ours, std = _agg(values)
         diff = None if ours is None or paper_value is None else ours - paper_value
         sel = sorted({str(r.get("selection", "?")) for r in runs})
-        gam = sorted({_gamma_text(r) for r in runs})
+        gam = [_gamma_text(runs)]
         return {"table": table, "cell": cell, "dataset": exp["dataset"], "protocol": exp["protocol"],
                 "split": exp["split"], "method": method, "variant": variant, "metric": metric,
                 "ours": ours, "ours_std": std, "n": len(values), "paper": paper_value, "diff": diff,
@@ -123,10 +123,18 @@ def build_rows(params: dict, runs_root: Path) -> list[dict]:
             per_split = [_agg([r.get(mkey) for r in rs])[0] for _, rs in items]
             rows.append(base_row(5, f"{ds}_random_splits", exp0, method, "mean of splits", key, per_split,
                                  all_runs, pv.get(key)))
-    # Table 6 (partitions) and 7 (ablations): the variants and the full model of the same cell.
+    # Table 6 (partitions) and 7 (ablations): the variants and the full model of the same cell (the full model's
+    # row also when its experiment is listed only under another table, e.g. Table 2).
     for table in (6, 7):
+        in_table = {n for n, e in exps.items() if table in e["tables"]}
+        variant_cells = {(cell_name(e, splits), e.get("method", "star")) for n, e in exps.items()
+                         if n in in_table and e.get("variant", "full") != "full"}
         for name, exp in exps.items():
-            if table not in exp["tables"]:
+            if exp.get("variant", "full") == "full" and \
+                    (cell_name(exp, splits), exp.get("method", "star")) in variant_cells:
+                in_table.add(name)
+        for name, exp in exps.items():
+            if name not in in_table:
                 continue
             cell = cell_name(exp, splits)
             variant = exp.get("variant", "full")
@@ -149,12 +157,23 @@ def build_rows(params: dict, runs_root: Path) -> list[dict]:
     return rows
 
 
-def _gamma_text(run: dict) -> str:
-    """γ to 4 significant digits with where it came from (val, test-selected, fixed): 0.2015 (val)."""
-    g = run.get("gamma")
-    txt = f"{g:.4g}" if isinstance(g, (int, float)) else str(g if g is not None else "?")
-    src = run.get("gamma_source")
-    return f"{txt} ({src})" if src else txt
+def _gamma_text(runs: list[dict]) -> str:
+    """γ to 4 significant digits with where it came from: `0.2015 (val)`; over several runs the range per
+    source: `0.0099–0.137 (test-selected)`."""
+    by_src: dict[str, list] = defaultdict(list)
+    for r in runs:
+        by_src[str(r.get("gamma_source") or "")].append(r.get("gamma"))
+    parts = []
+    for src, gs in sorted(by_src.items()):
+        nums = sorted(g for g in gs if isinstance(g, (int, float)))
+        if not nums:
+            txt = "?"
+        elif nums[0] == nums[-1]:
+            txt = f"{nums[0]:.4g}"
+        else:
+            txt = f"{nums[0]:.4g}–{nums[-1]:.4g}"
+        parts.append(f"{txt} ({src})" if src else txt)
+    return "; ".join(parts) if parts else "?"
 
 
 def rows_to_csv(rows: list[dict]) -> str:
