@@ -2,6 +2,7 @@
 # dvc.yaml. Run e.g. `snakemake --cores 8 results/table2.csv` or `snakemake --workflow-profile
 # workflow/profiles/slurm results/table2.csv`.
 configfile: "params.yaml"
+report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/registry.smk"
 

@@ -54,6 +54,17 @@ def test_snakemake_builds_the_table_and_figure(tiny_copy):
     assert "pretrain_ntu60_xsub_ntu60_seen55_unseen5" in bench and "train_ntu60_xsub_55_5_seed1" in bench
 
 
+def test_snakemake_report_holds_the_tables_and_figures(tiny_copy, tmp_path):
+    import zipfile
+
+    root, env = tiny_copy
+    report = tmp_path / "report.zip"
+    run([SNAKEMAKE, "--cores", "1", "--report", str(report)], root, env, timeout=600)
+    names = zipfile.ZipFile(report).namelist()
+    assert any(n.endswith("results/table2.csv") for n in names), names[:50]
+    assert any(n.endswith("results/fig5_confusion_ntu60_xsub_55_5.png") for n in names), names[:50]
+
+
 def test_second_run_does_nothing(tiny_copy):
     root, env = tiny_copy
     out = run([SNAKEMAKE, "-n", "--cores", "2"], root, env)

@@ -13,8 +13,16 @@ STAGES = build_stages(config)
 
 
 def _out(path, stage):
-    # Folders are declared as directory() outputs; files as plain outputs.
-    return directory(path) if not os.path.splitext(path)[1] else path
+    # Folders are declared as directory() outputs; files as plain outputs. Tables (CSV) and figures go into
+    # `snakemake --report` (captions in workflow/report/, relative to this file).
+    ext = os.path.splitext(path)[1]
+    if not ext:
+        return directory(path)
+    if stage.kind == "tables" and ext == ".csv":
+        return report(path, caption="../report/table.rst", category="Tables")
+    if stage.kind == "figures" and ext == ".png":
+        return report(path, caption="../report/figure.rst", category="Figures")
+    return path
 
 
 for _st in STAGES:
