@@ -61,8 +61,8 @@ def test_snakemake_report_holds_the_tables_and_figures(tiny_copy, tmp_path):
     report = tmp_path / "report.zip"
     run([SNAKEMAKE, "--cores", "1", "--report", str(report)], root, env, timeout=600)
     names = zipfile.ZipFile(report).namelist()
-    assert any(n.endswith("results/table2.csv") for n in names), names[:50]
-    assert any(n.endswith("results/fig5_confusion_ntu60_xsub_55_5.png") for n in names), names[:50]
+    assert any(n.endswith("/table2.csv") for n in names), names[:50]
+    assert any(n.endswith("/fig5_confusion_ntu60_xsub_55_5.png") for n in names), names[:50]
 
 
 def test_second_run_does_nothing(tiny_copy):
@@ -91,6 +91,13 @@ def test_dvc_records_snakemake_outputs_and_reruns_only_what_a_param_touches(tiny
     assert "up to date" in status.lower() or "no changes" in status.lower(), status
     again = run([DVC, "repro"], root, env, timeout=600).stdout
     assert "Running stage" not in again, again[-2000:]
+    # the declared metrics and plots are readable by DVC's own commands
+    metrics = run([DVC, "metrics", "show", "--json"], root, env).stdout
+    assert "ntu60_xsub_55_5_seed1.json" in metrics and "zsl_top1" in metrics, metrics[:2000]
+    plots = run([DVC, "plots", "show", "-o", str(root / "dvc_plots")], root, env, timeout=600).stdout
+    assert (root / "dvc_plots" / "index.html").is_file(), plots[-2000:]
+    html = (root / "dvc_plots" / "index.html").read_text()
+    assert "gamma_ntu60_xsub_55_5_seed1.tsv" in html, html[:2000]
     # a data parameter that only prepare reads: prepare reruns, its outputs are identical, nothing else runs
     text = (root / "params.yaml").read_text().replace("on_error: fail", "on_error: skip", 1)
     (root / "params.yaml").write_text(text)
