@@ -319,3 +319,24 @@ def test_bench_encoders_reports_real_rates():
     assert "strings_per_s" in format_bench(rows).splitlines()[0]
     strings = bench_strings(50)
     assert len(set(strings)) == 50 and bench_strings(50) == strings
+
+
+def test_vectors_do_not_depend_on_the_cache_history_at_batch_size_1(tmp_path, small):
+    """One string per forward pass: the npz is bitwise the same whether the shared cache was empty or already held
+    some of the strings (encoded beside other strings). Batched encoding would differ in the last bits."""
+    desc = write_descriptions(tmp_path / "d.json")
+    fresh = tmp_path / "fresh.npz"
+    embed(desc, SMALL, "name_part", fresh, tmp_path / "cache_a", batch_size=1, progress=False, encoder=small)
+    # another job first filled the shared cache with an overlapping set (some of these strings, some others)
+    texts = _texts()
+    texts["eat meal"]["hand"] = "another text encoded alongside"
+    other = write_descriptions(tmp_path / "other.json", texts)
+    embed(other, SMALL, "name_part", tmp_path / "other.npz", tmp_path / "cache_b", batch_size=1, progress=False,
+          encoder=small)
+    after = tmp_path / "after.npz"
+    summary = embed(desc, SMALL, "name_part", after, tmp_path / "cache_b", batch_size=1, progress=False,
+                    encoder=small)
+    assert summary["n_cached"] > 0 and summary["n_encoded"] == 1
+    with np.load(fresh) as a, np.load(after) as b:
+        np.testing.assert_array_equal(a["names"], b["names"])
+        np.testing.assert_array_equal(a["parts"], b["parts"])

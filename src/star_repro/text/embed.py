@@ -163,7 +163,7 @@ def _progress(total: int, desc: str, enabled: bool):
 
 
 def embed(descriptions_json: str | Path, encoder_cfg: dict[str, Any] | str, text_form: str, out_npz: str | Path,
-          cache_dir: str | Path, device: str = "cpu", batch_size: int = 64, progress: bool = True, *,
+          cache_dir: str | Path, device: str = "cpu", batch_size: int = 1, progress: bool = True, *,
           encoder: Encoder | None = None) -> dict[str, Any]:
     """Write the embedding npz + json for one descriptions file; return counts and timing for logs/metrics.
 
@@ -307,7 +307,7 @@ def embed_from_params(section: dict[str, Any], descriptions_json: str | Path, ou
         raise StarReproError(f"embed.{unknown[0]}: unknown key (expected some of {', '.join(EMBED_PARAM_KEYS)})")
     enc = {k: section[k] for k in ENCODER_CFG_KEYS if k in section}
     return embed(descriptions_json, enc, section.get("text_form", "name_part"), out_npz, cache_dir,
-                 device=section.get("device", "auto"), batch_size=section.get("batch_size", 64), progress=progress)
+                 device=section.get("device", "auto"), batch_size=section.get("batch_size", 1), progress=progress)
 
 
 def load_embeddings(npz_path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:

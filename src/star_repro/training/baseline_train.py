@@ -19,8 +19,6 @@ plus `seed`, `partition` and `profile` injected by the stage.
 from __future__ import annotations
 
 import copy
-import csv
-import io
 import json
 import sys
 import time
@@ -32,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from star_repro.errors import InputFormatError, StarReproError
-from star_repro.io import save_npy_atomic, tsv_text, atomic_path, canonical_json, sha256_file, sha256_text, write_json_atomic, write_text_atomic
+from star_repro.io import save_npy_atomic, save_torch_atomic, tsv_text, canonical_json, sha256_file, sha256_text, write_json_atomic, write_text_atomic
 
 #: Keys of a `baselines.<method>` section that this module reads (the rest configure the method itself).
 RUN_KEYS = ("selection", "gamma", "gamma_grid", "val_unknown", "val_seen_fraction", "feature_batch_size",
@@ -423,9 +421,12 @@ def make_encoder(cfg, device: str, batch_size: int, hash_cache):
 
 
 def phrase_embeddings(meta: Mapping, strings: Sequence[str], cache_dir, device: str = "cpu",
-                      batch_size: int = 64, sidecar: str = "embeddings sidecar") -> tuple[np.ndarray, dict]:
+                      batch_size: int = 1, sidecar: str = "embeddings sidecar") -> tuple[np.ndarray, dict]:
     """Encode `strings` with the encoder that made an embeddings file (its sidecar `meta`), through the shared
-    string cache: strings already encoded are read, the rest encoded once and added."""
+    string cache: strings already encoded are read, the rest encoded once and added.
+
+    One string per forward pass by default, so a phrase's vector does not depend on which other phrases were
+    missing from the shared cache when this run started (batched encoding differs in the last bits)."""
     from star_repro.text.embcache import EmbeddingCache
 
     info = meta.get("encoder")
@@ -565,8 +566,6 @@ def train_baseline(method: str, processed_dir, protocol: str, split, embeddings_
 
 def _train(method, processed_dir, protocol, split, embeddings_npz, backbone_dir, cfg, work_dir, device,
            feature_cache, progress) -> dict:
-    import torch
-
     from star_repro.data.splits import assert_no_unknown
     from star_repro.models.baselines import Selection, fit, to_checkpoint
     from star_repro.training.common import seed_everything
@@ -619,8 +618,7 @@ def _train(method, processed_dir, protocol, split, embeddings_npz, backbone_dir,
     fit_s = time.perf_counter() - t_fit
 
     work_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(work_dir / "model.pt") as tmp:
-        torch.save(_checkpoint_for_save(to_checkpoint(model)), tmp)
+    save_torch_atomic(_checkpoint_for_save(to_checkpoint(model)), work_dir / "model.pt")
     sel = dict(model.selection)
     sel_out = {"selection": SELECTION_OUTPUT[settings.selection], **_jsonable(sel),
                "selected_unit": None if sel.get("best_unit") is None else int(sel["best_unit"]) + 1,
