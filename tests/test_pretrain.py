@@ -110,6 +110,8 @@ def test_same_seed_same_weights_with_any_worker_count(tiny_ds, tmp_path):
     pretrain(tiny_ds, "xsub", split, TINY, tmp_path / "a", progress=False, threads=1)
     pretrain(tiny_ds, "xsub", split, {**TINY, "num_workers": 2}, tmp_path / "b", progress=False, threads=1)
     assert _same(_weights(tmp_path / "a"), _weights(tmp_path / "b"))
+    # the files too, byte for byte (their hashes key the feature caches and DVC): no temporary name inside
+    assert (tmp_path / "a" / "model.pt").read_bytes() == (tmp_path / "b" / "model.pt").read_bytes()
     assert (tmp_path / "a" / "history.tsv").read_text() == (tmp_path / "b" / "history.tsv").read_text()
     pretrain(tiny_ds, "xsub", split, {**TINY, "seed": 4}, tmp_path / "c", progress=False, threads=1)
     assert not _same(_weights(tmp_path / "a"), _weights(tmp_path / "c"))

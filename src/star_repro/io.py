@@ -96,6 +96,16 @@ def tsv_text(header, rows) -> str:
     return buf.getvalue()
 
 
+def save_torch_atomic(obj, path: str | Path) -> None:
+    """torch.save into `path` atomically, through an open file: given a path, torch names the archive's root
+    folder after the (temporary, random) file name, so equal weights gave different bytes and hashes."""
+    import torch
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            torch.save(obj, fh)
+
+
 def save_npy_atomic(path: str | Path, arr) -> None:
     import numpy as np
 

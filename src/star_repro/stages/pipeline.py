@@ -5,7 +5,6 @@ Each entry finds its stage in the registry, takes exactly the params keys declar
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -125,9 +124,9 @@ def run_synth(args) -> int:
     out = Path("data/synthetic") / args.dataset
     t0 = time.time()
     if args.dataset.startswith("ntu"):
-        manifest = synth.write_ntu(out, args.dataset, p["synth"], p["synth"]["seed"])
+        synth.write_ntu(out, args.dataset, p["synth"], p["synth"]["seed"])
     else:
-        manifest = synth.write_pku(out, p["synth"], p["synth"]["seed"])
+        synth.write_pku(out, p["synth"], p["synth"]["seed"])
     print(f"synth {args.dataset}: wrote {out} in {time.time() - t0:.1f} s")
     return 0
 
@@ -277,9 +276,6 @@ def _experiment(args, kind: str):
 
 
 def _experiment_inputs(p: dict, exp: dict) -> dict:
-    from star_repro.config import load_params
-    from star_repro.registry import embedding_slug
-
     ds, proto, split, part = exp["dataset"], exp["protocol"], exp["split"], int(exp.get("partition", 6))
     return {"processed": Path("data/processed") / ds,
             "backbone": Path("data/pretrain") / f"{ds}_{proto}_{split}",
@@ -287,8 +283,6 @@ def _experiment_inputs(p: dict, exp: dict) -> dict:
 
 
 def run_train(args) -> int:
-    from star_repro.registry import stages_by_name
-
     name, p, exp, cfg = _experiment(args, "train")
     inputs = _experiment_inputs(p, exp)
     emb = _embeddings_path(args, exp)

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from star_repro.errors import StarReproError
-from star_repro.io import atomic_path
+from star_repro.io import save_torch_atomic
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -234,8 +234,7 @@ class CheckpointDir:
 
     def save(self, epoch: int, state: Mapping) -> Path:
         dest = self.path(epoch)
-        with atomic_path(dest) as tmp:
-            torch.save(dict(state), tmp)
+        save_torch_atomic(dict(state), dest)
         for k, p in self.list()[:-self.keep]:
             p.unlink(missing_ok=True)
         return dest

@@ -200,7 +200,7 @@ def _pretrain(processed_dir, protocol, split, cfg, out_dir, device, progress, th
     from tqdm import tqdm
 
     from star_repro.data.dataset import ProcessedDataset
-    from star_repro.io import atomic_path, write_json_atomic
+    from star_repro.io import save_torch_atomic, write_json_atomic
     from star_repro.models.shiftgcn import ShiftGCN, count_parameters, unit_channels
     from star_repro.models.temporal_shift import apply_position_grad_rule, set_raw_position_grad
     from star_repro.training import common
@@ -365,8 +365,7 @@ def _pretrain(processed_dir, protocol, split, cfg, out_dir, device, progress, th
     }
     if ctx.is_main:
         state_dict = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        with atomic_path(out_dir / "model.pt") as tmp:
-            torch.save(state_dict, tmp)
+        save_torch_atomic(state_dict, out_dir / "model.pt")
         channels = [u[1] for u in unit_channels(cfg["width"], model.in_channels)]
         write_json_atomic(out_dir / "config.json", {
             "dataset": str(processed_dir), "protocol": protocol, "split": split.name,

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from star_repro.errors import InputFormatError, StarReproError
-from star_repro.io import atomic_path, write_json_atomic, write_text_atomic
+from star_repro.io import write_json_atomic, write_text_atomic
 from star_repro.training.star_cfg import gamma_setting, resolve_star_cfg, uses_validation
 
 HISTORY_COLUMNS = ("epoch", "lr", "loss", "mpce", "sce", "gce", "train_acc", "val_acc", "test_zsl")
@@ -415,10 +415,9 @@ def _load_training_state(model, state: Mapping, where: Path) -> None:
 
 
 def _save_torch(obj, path: Path) -> None:
-    import torch
+    from star_repro.io import save_torch_atomic
 
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    save_torch_atomic(obj, path)
 
 
 class PlainSGD:
