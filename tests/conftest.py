@@ -26,3 +26,15 @@ def real_data() -> Path:
         pytest.skip(f"real third-party data not found at {REAL_DATA} (set STAR_REPRO_REAL_DATA or place "
                     "../shared/data/real beside the project)")
     return REAL_DATA
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread for a module of tiny-tensor tests: they gain nothing from more, and on a busy 2-core
+    machine OpenMP barriers and spin-waits cost more than they bring. The previous count is restored after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -18,13 +18,8 @@ from star_repro.models.baselines.common import resolve_config
 METHODS = ["revise", "jpose", "cada_vae", "synse", "smie"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny networks run fastest single-threaded (and do not fight other tests for the two cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# one intra-op thread for the whole module (tests/conftest.py says why)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

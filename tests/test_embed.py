@@ -23,12 +23,8 @@ CLASSES = ["drink water", "eat meal", "kicking something", "hopping"]
 SMALL = {"encoder": "clip:ViT-S-32-alt", "weights": "random", "seed": 5}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# one intra-op thread for the whole module (tests/conftest.py says why)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _texts(partition: int = 6) -> dict[str, dict[str, str]]:

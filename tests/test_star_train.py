@@ -117,16 +117,16 @@ def test_same_seed_twice_identical_metrics(world, baseline, tmp_path):
 
 
 def test_feature_cache_on_disk_changes_no_number(world, baseline, tmp_path, monkeypatch):
-    from star_repro.training import baseline_train
+    from star_repro.training import feature_cache
 
     hits = []
-    real = baseline_train.cached_features
+    real = feature_cache.cached_features
 
     def recording(*a, **k):
         feats, hit = real(*a, **k)
         hits.append(hit)
         return feats, hit
-    monkeypatch.setattr(baseline_train, "cached_features", recording)
+    monkeypatch.setattr(feature_cache, "cached_features", recording)
     _, _, run_dir, eval_dir = baseline
     cache = tmp_path / "features"
     _, _, run1, eval1 = _run(world, tmp_path, _cfg(), name="fill", feature_cache=cache)

@@ -15,15 +15,8 @@ from star_repro.models.temporal_shift import (
 )
 
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: tiny tensors gain nothing from more, and a busy 2-core machine makes OpenMP
-    barriers very slow."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# one intra-op thread for the whole module (tests/conftest.py says why)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _q(x, b, c, hh, ww):

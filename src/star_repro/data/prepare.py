@@ -255,6 +255,17 @@ class _RowWriter:
         self.fh.close()
 
 
+def _write_sample_tables(folder: Path, rows: list, rejected: list, protocol_indices: dict) -> dict:
+    """samples.tsv, rejected.tsv and protocols.json ({protocol: {"train": [...], "test": [...]}}) of a dataset;
+    returns the protocol sizes for the metrics."""
+    _write_table(folder / "samples.tsv", SAMPLE_COLUMNS, rows)
+    _write_table(folder / "rejected.tsv", REJECTED_COLUMNS, rejected)
+    proto = {name: {"train": idx["train"].tolist(), "test": idx["test"].tolist()}
+             for name, idx in protocol_indices.items()}
+    (folder / "protocols.json").write_text(json.dumps(proto, separators=(",", ":")) + "\n", encoding="utf-8")
+    return {name: {k: len(v) for k, v in d.items()} for name, d in proto.items()}
+
+
 def _write_table(path: Path, header: tuple[str, ...], rows: Iterable[Iterable]) -> None:
     with open(path, "w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh, delimiter="\t", lineterminator="\n")
@@ -335,13 +346,8 @@ def prepare_ntu(dataset: str, sources: list[Path], out_dir: Path, protocols: dic
             raise StarReproError(f"prepare {dataset}: every sample was rejected or missing; see the errors above")
         meta_arr = {k: np.array([r[i] for r in rows], np.int64)
                     for i, k in ((3, "setup"), (4, "camera"), (5, "subject"), (6, "replication"))}
-        proto = {}
-        for pname, cfg in protocols.items():
-            idx = ntu_protocol_indices(meta_arr, cfg)
-            proto[pname] = {"train": idx["train"].tolist(), "test": idx["test"].tolist()}
-        _write_table(tmp / "samples.tsv", SAMPLE_COLUMNS, rows)
-        _write_table(tmp / "rejected.tsv", REJECTED_COLUMNS, rejected)
-        (tmp / "protocols.json").write_text(json.dumps(proto, separators=(",", ":")) + "\n", encoding="utf-8")
+        protocol_indices = {name: ntu_protocol_indices(meta_arr, cfg) for name, cfg in protocols.items()}
+        proto_sizes = _write_sample_tables(tmp, rows, rejected, protocol_indices)
         seconds = time.perf_counter() - t0
         metrics = {
             "dataset": dataset, "samples": len(rows), "rejected": len(rejected),
@@ -350,7 +356,7 @@ def prepare_ntu(dataset: str, sources: list[Path], out_dir: Path, protocols: dic
             "listed_but_absent": len(listed - {e.name for e in selected}) if missing_list else None,
             "files": len(todo), "seconds": round(seconds, 3), "files_per_s": round(len(todo) / seconds, 1),
             "workers": workers, "frames_max": max(r[-1] for r in rows),
-            "protocols": {p: {k: len(v) for k, v in d.items()} for p, d in proto.items()},
+            "protocols": proto_sizes,
             **stats,
         }
         (tmp / "metrics.json").write_text(canonical_json(_content_only(metrics)), encoding="utf-8")
@@ -465,18 +471,13 @@ def prepare_pku(raw_dir: Path, out_dir: Path, protocols: dict, on_error: str = "
         if not rows:
             raise StarReproError("prepare pku1: every clip was rejected; see rejected.tsv")
         videos = [r[7] for r in rows]
-        proto = {}
-        for pname, split in splits.items():
-            idx = pku_protocol_indices(videos, split)
-            proto[pname] = {"train": idx["train"].tolist(), "test": idx["test"].tolist()}
-        _write_table(tmp / "samples.tsv", SAMPLE_COLUMNS, rows)
-        _write_table(tmp / "rejected.tsv", REJECTED_COLUMNS, rejected)
-        (tmp / "protocols.json").write_text(json.dumps(proto, separators=(",", ":")) + "\n", encoding="utf-8")
+        protocol_indices = {name: pku_protocol_indices(videos, split) for name, split in splits.items()}
+        proto_sizes = _write_sample_tables(tmp, rows, rejected, protocol_indices)
         seconds = time.perf_counter() - t0
         metrics = {"dataset": "pku1", "samples": len(rows), "rejected": len(rejected), "videos": len(tasks),
                    "ignored": sorted(ignore), "seconds": round(seconds, 3), "arccos": arccos,
                    "videos_per_s": round(len(tasks) / seconds, 2), "workers": workers,
-                   "protocols": {p: {k: len(v) for k, v in d.items()} for p, d in proto.items()}}
+                   "protocols": proto_sizes}
         (tmp / "metrics.json").write_text(canonical_json(_content_only(metrics)), encoding="utf-8")
     if rejected:
         log.warning("prepare pku1: %d input(s) rejected, listed in %s", len(rejected), out_dir / "rejected.tsv")

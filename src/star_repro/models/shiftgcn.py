@@ -222,14 +222,24 @@ def _read_state(path_or_state) -> tuple[dict, str]:
     except Exception as exc:  # unpicklable, truncated or not a torch file
         raise StarReproError(f"{path}: not a loadable weights-only PyTorch checkpoint ({type(exc).__name__}: "
                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    return unwrap_state_dict(obj, str(path)), str(path)
+
+
+# where training scripts commonly nest the state dict inside a saved checkpoint
+STATE_DICT_KEYS = ("state_dict", "model", "model_state", "model_state_dict")
+
+
+def unwrap_state_dict(obj, where: str) -> dict:
+    """The state dict inside a loaded checkpoint: the object itself, or the first of STATE_DICT_KEYS holding one
+    when the object holds no tensors at its top level (shared by the Shift-GCN and STAR weight importers)."""
     if isinstance(obj, Mapping) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
-        for key in ("state_dict", "model", "model_state"):
+        for key in STATE_DICT_KEYS:
             if isinstance(obj.get(key), Mapping):
                 obj = obj[key]
                 break
     if not isinstance(obj, Mapping):
-        raise StarReproError(f"{path}: expected a state dict (key -> tensor), found {type(obj).__name__}")
-    return dict(obj), str(path)
+        raise StarReproError(f"{where}: expected a state dict (parameter name -> tensor), found {type(obj).__name__}")
+    return dict(obj)
 
 
 def normalise_state_keys(state: Mapping[str, torch.Tensor]) -> "OrderedDict[str, torch.Tensor]":

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from star_repro.errors import StarReproError
+from star_repro.models.shiftgcn import unwrap_state_dict
 from star_repro.skeleton import partition
 
 PART_POOLINGS = ("correct", "released")
@@ -294,13 +295,7 @@ def load_authors_star_weights(model: StarModel, source: str | Path | Mapping[str
                 from None
     else:
         state = source
-    if isinstance(state, Mapping) and not any(isinstance(v, torch.Tensor) for v in state.values()):
-        for key in ("state_dict", "model", "model_state_dict"):
-            if isinstance(state.get(key), Mapping):
-                state = state[key]
-                break
-    if not isinstance(state, Mapping):
-        raise StarReproError(f"{where}: expected a state dict (mapping of parameter names to tensors)")
+    state = unwrap_state_dict(state, where)
     state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
 
     own = model.state_dict()

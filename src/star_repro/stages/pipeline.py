@@ -326,10 +326,10 @@ def run_evaluate(args) -> int:
         from star_repro.training.baseline_train import evaluate_baseline as evaluate_fn
     from star_repro.io import atomic_dir
 
-    extra = {"feature_cache": FEATURE_CACHE}
     with atomic_dir(run_dir / "eval") as tmp:
         metrics = evaluate_fn(run_dir / "train", inputs["processed"], inputs["protocol"], inputs["split"], emb,
-                              inputs["backbone"], cfg, tmp, device=resolve_device(args.device), **extra)
+                              inputs["backbone"], cfg, tmp, device=resolve_device(args.device),
+                              feature_cache=FEATURE_CACHE)
     _write_json(f"metrics/runs/{args.experiment}_seed{args.seed}.json", metrics)
     _copy(run_dir / "eval" / "gamma_sweep.tsv", f"plots/gamma_{args.experiment}_seed{args.seed}.tsv")
     return 0

@@ -36,36 +36,34 @@ def _warm_figures(log: Path) -> tuple[float, float] | None:
     return None
 
 
-def _methods(params_path: str) -> dict[str, str]:
+def stage_labels(params_path: str) -> dict[str, str]:
+    """Stage name -> the kind the registry gives it, train/evaluate split into STAR and baselines. Empty when the
+    params cannot be read (the summary then falls back to the name's first word)."""
     try:
         from star_repro.config import load_params
+        from star_repro.registry import build_stages, experiment_runs
 
-        exps = load_params(params_path).get("experiments", {})
+        params = load_params(params_path)
+        stages = build_stages(params)
     except Exception:  # noqa: BLE001 - the summary still works without params
         return {}
-    return {name: exp.get("method", "star") for name, exp in exps.items()}
+    method = {run: exp.get("method", "star") for run, exp, _ in experiment_runs(params)}
+    labels = {}
+    for st in stages:
+        run = st.name.split("_", 1)[1] if st.kind in ("train", "evaluate") else None
+        labels[st.name] = (f"{st.kind} ({'STAR' if method[run] == 'star' else 'baselines'})"
+                           if run in method else st.kind)
+    return labels
 
 
-def _kind(stem: str, methods: dict[str, str]) -> str:
-    head = stem.split("_", 1)[0]
-    if head.startswith("table"):
-        return "tables"
-    if head in ("train", "evaluate"):
-        exp = stem.split("_", 1)[1].rsplit("_seed", 1)[0]
-        method = methods.get(exp)
-        if method is not None:
-            return f"{head} ({'STAR' if method == 'star' else 'baselines'})"
-    return head
-
-
-def stage_costs(bench_dir: Path, logs_dir: Path, methods: dict[str, str]) -> dict[str, dict]:
+def stage_costs(bench_dir: Path, logs_dir: Path, labels: dict[str, str]) -> dict[str, dict]:
     by_kind: dict[str, dict] = {}
     for b in sorted(bench_dir.glob("*.tsv")):
         with open(b, encoding="utf-8") as fh:
             row = next(csv.DictReader(fh, delimiter="\t"), None)
         if not row:
             continue
-        k = by_kind.setdefault(_kind(b.stem, methods), {"jobs": 0, "wall": 0.0, "max_wall": 0.0, "cpu": 0.0,
+        k = by_kind.setdefault(labels.get(b.stem, b.stem.split("_", 1)[0]), {"jobs": 0, "wall": 0.0, "max_wall": 0.0, "cpu": 0.0,
                                                         "peak_mib": 0.0})
         wall = float(row["s"])
         warm = _warm_figures(logs_dir / f"{b.stem}.log")
@@ -89,7 +87,7 @@ def run(args) -> int:
     print("star-repro results")
     print(f"  tables  ({len(tables)}): " + ", ".join(str(t) for t in tables))
     print(f"  figures ({len(figures)}): " + ", ".join(str(f) for f in figures))
-    costs = stage_costs(Path(args.benchmarks), Path(args.logs), _methods(args.params))
+    costs = stage_costs(Path(args.benchmarks), Path(args.logs), stage_labels(args.params))
     if costs:
         jobs = sum(c["jobs"] for c in costs.values())
         total = sum(c["wall"] for c in costs.values())

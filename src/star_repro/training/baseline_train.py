@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from star_repro.errors import InputFormatError, StarReproError
+from star_repro.training.feature_cache import cached_features, dataset_signature
 from star_repro.io import save_npy_atomic, save_torch_atomic, tsv_text, canonical_json, sha256_file, sha256_text, write_json_atomic, write_text_atomic
 
 #: Keys of a `baselines.<method>` section that this module reads (the rest configure the method itself).
@@ -337,40 +338,11 @@ def _extract(backbone: Backbone, joints, indices: np.ndarray, batch_size: int, d
 
 def _feature_key(backbone: Backbone, samples: Samples, protocol: str, subset: str, indices: np.ndarray,
                  extra: Mapping | None = None) -> dict:
-    root = samples.ds.root
     return {"format": FEATURE_FORMAT, "backbone_sha256": backbone.sha256, "dataset": samples.dataset,
-            "samples_sha256": sha256_file(root / "samples.tsv"),
-            "joints": {"shape": list(samples.ds.joints.shape), "bytes": (root / "joints.npy").stat().st_size},
-            "protocol": protocol, "subset": subset,
+            **dataset_signature(samples.ds), "protocol": protocol, "subset": subset,
             "indices_sha256": sha256_text(",".join(map(str, np.asarray(indices).tolist()))),
             "feeder": {"window": backbone.window, "p_interval": backbone.p_interval,
                        "passthrough": backbone.passthrough}, **(dict(extra) if extra else {})}
-
-
-def cached_features(cache_dir: Path | None, key: dict, indices: np.ndarray, compute) -> tuple[np.ndarray, bool]:
-    """Features for `key` from `cache_dir` when present and intact, else `compute()` (then stored). Returns
-    (features, whether they came from the cache)."""
-    from star_repro.text.embcache import write_npz_atomic
-
-    if cache_dir is None:
-        return compute(), False
-    digest = sha256_text(canonical_json(key))
-    path = Path(cache_dir) / f"features-{digest[:24]}.npz"
-    if path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                stored_key = json.loads(str(z["key"].reshape(-1)[0]))
-                feats, idx = z["feats"], z["indices"]
-            if stored_key == key and np.array_equal(idx, indices) and feats.shape[0] == len(indices) \
-                    and np.isfinite(feats).all():
-                return feats.astype(np.float32), True
-            print(f"baseline: {path} does not match its key; recomputing", file=sys.stderr, flush=True)
-        except Exception as exc:  # noqa: BLE001 - a damaged cache entry only costs a recomputation
-            print(f"baseline: {path} is unreadable ({type(exc).__name__}); recomputing", file=sys.stderr, flush=True)
-    feats = compute()
-    write_npz_atomic(path, {"feats": feats.astype(np.float32), "indices": np.asarray(indices, np.int64),
-                            "key": np.array([canonical_json(key)])})
-    return feats, False
 
 
 def features_for(backbone: Backbone, samples: Samples, protocol: str, subset: str, indices: np.ndarray,

@@ -277,7 +277,7 @@ class SkeletonFeed:
         if store is None:
             feats = compute()
         else:
-            from star_repro.training.baseline_train import cached_features
+            from star_repro.training.feature_cache import cached_features
 
             # batch size, device and threads too: they can change features at rounding level, and a run's numbers
             # must not depend on which run happened to fill the cache first
@@ -309,13 +309,12 @@ def feature_store(run: RunData, backbone_dir, cache_dir) -> dict | None:
     if cache_dir is None or run.cfg["bn_mode"] != "frozen":
         return None
     from star_repro.io import sha256_file
+    from star_repro.training.feature_cache import dataset_signature
 
-    root = Path(run.ds.root)
     a = run.cfg["augment"]
     return {"dir": Path(cache_dir), "key": {
         "format": "star-backbone-features-1", "backbone_sha256": sha256_file(Path(backbone_dir) / "model.pt"),
-        "samples_sha256": sha256_file(root / "samples.tsv"),
-        "joints": {"shape": list(run.ds.joints.shape), "bytes": (root / "joints.npy").stat().st_size},
+        **dataset_signature(run.ds),
         "feeder": {"window": a["window"], "center_p": a["center_p"],
                    "passthrough": bool(a["pku_passthrough"]) and run.is_pku},
         "part_pooling": run.cfg["part_pooling"]}}
