@@ -65,9 +65,15 @@ def test_table2_has_paper_values_beside_ours(params, runs, tmp_path):
     assert float(by[("ntu60_xsub_48_12", "star", "h")]["paper"]) == 46.6
     assert float(by[("ntu60_xview_48_12", "star", "zsl")]["paper"]) == 42.5
     assert by[("ntu60_xview_55_5", "star", "h")]["paper"] == ""  # not recovered stays unknown
-    ours = json.loads((runs / "ntu60_xsub_55_5_seed1/eval/metrics.json").read_text())["zsl_top1"]
+    seeds = params["experiments"]["ntu60_xsub_55_5"]["seeds"]
+    vals = [json.loads((runs / f"ntu60_xsub_55_5_seed{s}/eval/metrics.json").read_text())["zsl_top1"]
+            for s in seeds]
+    ours = float(np.mean(vals))
     row = by[("ntu60_xsub_55_5", "star", "zsl")]
     assert float(row["ours"]) == pytest.approx(ours, abs=1e-4)
+    assert int(row["n"]) == len(seeds)
+    if len(seeds) > 1:
+        assert float(row["ours_std"]) == pytest.approx(np.std(vals, ddof=1), abs=1e-4)
     assert float(row["diff"]) == pytest.approx(ours - 81.4, abs=1e-4)
     assert {r["data"] for r in rows} == {"synthetic"}
     md = (tmp_path / "table2.md").read_text()
@@ -93,8 +99,38 @@ def test_table7_reports_differences_to_the_full_model(params, runs, tmp_path):
             and r["metric"] == "zsl_delta"]
     full = json.loads((runs / "ntu60_xsub_55_5_seed1/eval/metrics.json").read_text())["zsl_top1"]
     var = json.loads((runs / "ntu60_xsub_55_5_no_mpce_seed1/eval/metrics.json").read_text())["zsl_top1"]
-    assert float(r["ours"]) == pytest.approx(var - full, abs=1e-4)
+    assert float(r["ours"]) == pytest.approx(var - full, abs=1e-4)  # paired on seed 1, whatever the full model has
     assert float(r["paper"]) == -3.2
+
+
+def test_table7_deltas_pair_the_seeds(params, tmp_path):
+    """A one-seed variant is compared with the full model's run of that seed, not with its mean over seeds; a
+    variant with the full model's seeds with the mean over those."""
+    import copy
+
+    p = copy.deepcopy(params)
+    exps = p["experiments"]
+    exps["ntu60_xsub_55_5"]["seeds"] = [1, 2, 3]
+    exps["ntu60_xsub_55_5_no_mpce"]["seeds"] = [2]
+    exps["ntu60_xsub_55_5_pool_correct"]["seeds"] = [1, 2, 3]
+    root = tmp_path / "runs"
+    _fake_runs(p, root, np.random.default_rng(1))
+    write_tables(_stage_view(p, "table7"), root, tmp_path, 7)
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "table7.csv").read_text())))
+
+    def zsl(run):
+        return json.loads((root / run / "eval/metrics.json").read_text())["zsl_top1"]
+    full = [zsl(f"ntu60_xsub_55_5_seed{k}") for k in (1, 2, 3)]
+    (d,) = [r for r in rows if r["cell"] == "ntu60_xsub_55_5" and r["variant"] == "no_mpce"
+            and r["metric"] == "zsl_delta"]
+    assert float(d["ours"]) == pytest.approx(zsl("ntu60_xsub_55_5_no_mpce_seed2") - full[1], abs=1e-4)
+    (d,) = [r for r in rows if r["cell"] == "ntu60_xsub_55_5" and r["variant"] == "pool_correct"
+            and r["metric"] == "zsl_delta"]
+    var = [zsl(f"ntu60_xsub_55_5_pool_correct_seed{k}") for k in (1, 2, 3)]
+    assert float(d["ours"]) == pytest.approx(np.mean(var) - np.mean(full), abs=1e-4)
+    (f,) = [r for r in rows if r["cell"] == "ntu60_xsub_55_5" and r["variant"] == "full" and r["metric"] == "zsl"]
+    assert float(f["ours"]) == pytest.approx(np.mean(full), abs=1e-4)
+    assert float(f["ours_std"]) == pytest.approx(np.std(full, ddof=1), abs=1e-4) and f["n"] == "3"
 
 
 def test_missing_run_is_a_clear_error(params, tmp_path):

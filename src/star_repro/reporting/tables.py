@@ -145,7 +145,10 @@ def build_rows(params: dict, runs_root: Path) -> list[dict]:
             for key, mkey in (("zsl", "zsl_top1"), ("h", "gzsl_h")):
                 ours, std = _agg([r.get(mkey) for r in runs])
                 if table == 7 and variant != "full":
-                    full_v = _agg([r.get(mkey) for r in full_runs])[0]
+                    # paired: the full model's runs of the variant's seeds (all of them if it shares none)
+                    seeds = {r.get("seed") for r in runs}
+                    paired = [r for r in full_runs if r.get("seed") in seeds] or full_runs
+                    full_v = _agg([r.get(mkey) for r in paired])[0]
                     delta = None if ours is None or full_v is None else ours - full_v
                     pv = (paper.get("table7") or {}).get(exp["dataset"], {}).get(variant, {}).get(key)
                     row = base_row(7, cell, exp, exp.get("method", "star"), variant, f"{key}_delta",
