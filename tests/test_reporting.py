@@ -78,6 +78,7 @@ def test_table2_has_paper_values_beside_ours(params, runs, tmp_path):
     assert {r["data"] for r in rows} == {"synthetic"}
     md = (tmp_path / "table2.md").read_text()
     assert "SYNTHETIC DATA" in md and "(81.4, " in md
+    assert "## ntu60_xsub_55_5 (ZSL chance 20.0 %)" in md and "## ntu60_xsub_48_12 (ZSL chance 8.3 %)" in md
 
 
 def test_table5_averages_the_three_splits(params, runs, tmp_path):

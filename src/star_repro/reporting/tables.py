@@ -202,7 +202,10 @@ def rows_to_markdown(table: int, rows: list[dict], params: dict) -> str:
     metric_keys = sorted({r["metric"] for r in rows}, key=lambda k: ["zsl", "seen", "unseen", "h", "zsl_delta",
                                                                       "h_delta"].index(k))
     for cell, crows in by_cell.items():
-        lines.append(f"## {cell}")
+        # chance level of ZSL top-1 (one in |U|): the reference for tiny synthetic test sets
+        n_unknown = {len(params["splits"][sp]["unknown"]) for r in crows for sp in r["split"].split("+")}
+        chance = "" if len(n_unknown) != 1 else f" (ZSL chance {100.0 / n_unknown.pop():.1f} %)"
+        lines.append(f"## {cell}{chance}")
         lines.append("")
         lines.append("| method | variant | " + " | ".join(metric_keys) + " | selection | γ | seeds |")
         lines.append("|---|---|" + "---|" * len(metric_keys) + "---|---|---|")
