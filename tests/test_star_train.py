@@ -155,7 +155,7 @@ def test_other_seed_differs(world, baseline, tmp_path):
 
 def test_resume_after_interruption_matches_uninterrupted(world, baseline, tmp_path, monkeypatch):
     _, _, run_dir, _ = baseline
-    real_save = star_train._save_torch
+    real_save = star_train.save_torch_atomic
     calls = {"n": 0}
 
     def crash_after_second_epoch(obj, path):
@@ -165,10 +165,10 @@ def test_resume_after_interruption_matches_uninterrupted(world, baseline, tmp_pa
             if calls["n"] == 2:
                 raise KeyboardInterrupt
 
-    monkeypatch.setattr(star_train, "_save_torch", crash_after_second_epoch)
+    monkeypatch.setattr(star_train, "save_torch_atomic", crash_after_second_epoch)
     with pytest.raises(KeyboardInterrupt):
         _run(world, tmp_path, _cfg())
-    monkeypatch.setattr(star_train, "_save_torch", real_save)
+    monkeypatch.setattr(star_train, "save_torch_atomic", real_save)
     summary, _, run2, _ = _run(world, tmp_path, _cfg())
     assert summary["resumed_after_epoch"] == 1  # 0-based: epochs 1 and 2 were done
     a, b = torch.load(run_dir / "model.pt"), torch.load(run2 / "model.pt")

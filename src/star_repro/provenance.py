@@ -47,6 +47,13 @@ def file_record(path: str | Path) -> dict:
     return dict(rec)
 
 
+def file_digest(path: str | Path) -> str:
+    """The content id `file_record` gives (memoised): the sha256, or `partial:<hash>` above FULL_HASH_LIMIT. For
+    cache keys that name an input the run's fingerprint and provenance hash anyway (read once per process)."""
+    rec = file_record(path)
+    return rec["sha256"] if "sha256" in rec else "partial:" + rec["sha256_partial"]
+
+
 def input_records(paths: Mapping[str, str | Path | Iterable[str | Path]]) -> dict:
     """{label: {relative path: record}}; a directory label expands to the files directly inside it."""
     out: dict[str, dict] = {}

@@ -43,6 +43,8 @@ NTU_ARCHIVE_CONTENTS = {
 NTU_NUM_CLASSES = {"ntu60": 60, "ntu120": 120}
 NTU_ARCHIVES = {ds: tuple(a for a, (_, labels) in NTU_ARCHIVE_CONTENTS.items() if labels.start < n)
                 for ds, n in NTU_NUM_CLASSES.items()}
+# (last setup, last action) 1-based of each dataset: what its archives hold
+NTU_SCOPE = {ds: (NTU_ARCHIVE_CONTENTS[arch[-1]][0].stop - 1, NTU_NUM_CLASSES[ds]) for ds, arch in NTU_ARCHIVES.items()}
 NTU_FOLDER = "nturgb+d_skeletons"  # what the official archives extract to
 NTU_MISSING_LISTS = {"ntu60": "NTU_RGBD_samples_with_missing_skeletons.txt",
                      "ntu120": "NTU_RGBD120_samples_with_missing_skeletons.txt"}

@@ -32,12 +32,11 @@ import numpy as np
 from star_repro.data import ntu as ntu_mod
 from star_repro.data import pku as pku_mod
 from star_repro.data.classes import classes_of
-from star_repro.data.ntu import NTU_ARCHIVES, NTU_FOLDER, NTU_MISSING_LISTS
+from star_repro.data.ntu import NTU_ARCHIVES, NTU_FOLDER, NTU_MISSING_LISTS, NTU_SCOPE
 from star_repro.data.splits import ntu_protocol_indices, parse_pku_split_file, pku_protocol_indices
 from star_repro.errors import InputFormatError, StarReproError
 from star_repro.io import atomic_dir, atomic_path, canonical_json
 
-NTU_SCOPE = {"ntu60": (17, 60), "ntu120": (32, 120)}  # (last setup, last action) of each dataset
 PKU_SPLIT_FILES = ("cross-subject.txt", "cross-view.txt")
 SAMPLE_COLUMNS = ("index", "name", "label", "setup", "camera", "subject", "replication", "video", "frames")
 REJECTED_COLUMNS = ("name", "file", "line", "reason")

@@ -37,7 +37,7 @@ import numpy as np
 from star_repro.data.classes import TWO_PERSON, classes_of
 from star_repro.data.motion import Body, Variation, render_batch
 from star_repro.data.motion_scripts import SCRIPTS
-from star_repro.data.ntu import NTU_ARCHIVE_CONTENTS, NTU_FOLDER, NTU_MISSING_LISTS
+from star_repro.data.ntu import NTU_ARCHIVE_CONTENTS, NTU_ARCHIVES, NTU_FOLDER, NTU_MISSING_LISTS
 from star_repro.errors import ParamsError, StarReproError
 from star_repro.io import atomic_dir, atomic_path, canonical_json, sha256_file
 
@@ -622,7 +622,7 @@ def write_ntu(out_dir: str | Path, dataset: str, cfg: Mapping, seed: int, reuse:
     motion, ntu = _section(cfg, "motion"), _section(cfg, "ntu")
     out_dir = Path(out_dir)
     n_classes = len(classes_of(dataset))
-    archives = [a for a, (_, labels) in NTU_ARCHIVE_CONTENTS.items() if labels.start < n_classes]
+    archives = NTU_ARCHIVES[dataset]
     plans = {label: _ntu_class_plan(seed, label, ntu, motion) for label in range(n_classes)}
     config = {"motion": motion, "ntu": ntu}
     old = _reusable(reuse, seed, config)

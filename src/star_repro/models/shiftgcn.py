@@ -211,12 +211,14 @@ class ShiftGCN(nn.Module):
 # ----------------------------------------------------------------------------------------------------------------
 # The authors' checkpoints
 
-def _read_state(path_or_state) -> tuple[dict, str]:
+def read_state_dict(path_or_state, what: str = "Shift-GCN checkpoint") -> tuple[dict, str]:
+    """The state dict of a checkpoint file (weights-only load, unwrapped) or of a given mapping, and a name for
+    messages; shared by the Shift-GCN and STAR weight importers."""
     if isinstance(path_or_state, Mapping):
-        return dict(path_or_state), "<state dict>"
+        return unwrap_state_dict(path_or_state, "<state dict>"), "<state dict>"
     path = Path(path_or_state)
     if not path.is_file():
-        raise StarReproError(f"{path}: Shift-GCN checkpoint not found")
+        raise StarReproError(f"{path}: {what} not found")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpicklable, truncated or not a torch file
@@ -262,7 +264,7 @@ def load_authors_checkpoint(model: ShiftGCN, path_or_state, strict_except_fc: bo
     differences); without it, matching keys load and the rest are reported. Returns
     {"missing": [...], "unexpected": [...], "dropped": [...]}.
     """
-    raw, where = _read_state(path_or_state)
+    raw, where = read_state_dict(path_or_state)
     state = normalise_state_keys(raw)
     own = model.state_dict()
     dropped = []

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from star_repro.errors import StarReproError
-from star_repro.models.shiftgcn import unwrap_state_dict
+from star_repro.models.shiftgcn import read_state_dict
 from star_repro.skeleton import partition
 
 PART_POOLINGS = ("correct", "released")
@@ -284,18 +284,7 @@ def load_authors_star_weights(model: StarModel, source: str | Path | Mapping[str
     itself. Strips a DataParallel `module.` prefix. The backbone's `fc.*` and the unused modules are ignored;
     any other missing, unexpected or mis-shaped key is an error naming it. Returns what was loaded and ignored.
     """
-    where = str(source) if isinstance(source, (str, Path)) else "state dict"
-    if isinstance(source, (str, Path)):
-        if not Path(source).is_file():
-            raise StarReproError(f"{source}: STAR weights file not found")
-        try:
-            state = torch.load(source, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unreadable file is a user-facing format error
-            raise StarReproError(f"{source}: not a readable torch state dict ({exc.__class__.__name__}: {exc})") \
-                from None
-    else:
-        state = source
-    state = unwrap_state_dict(state, where)
+    state, where = read_state_dict(source, "STAR weights file")
     state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
 
     own = model.state_dict()

@@ -91,11 +91,10 @@ def build_rows(params: dict, runs_root: Path) -> list[dict]:
             ours, std = _agg(values)
         diff = None if ours is None or paper_value is None else ours - paper_value
         sel = sorted({str(r.get("selection", "?")) for r in runs})
-        gam = [_gamma_text(runs)]
         return {"table": table, "cell": cell, "dataset": exp["dataset"], "protocol": exp["protocol"],
                 "split": exp["split"], "method": method, "variant": variant, "metric": metric,
                 "ours": ours, "ours_std": std, "n": len(values), "paper": paper_value, "diff": diff,
-                "selection": "+".join(sel), "gamma": "+".join(gam), "profile": params["profile"], "data": data,
+                "selection": "+".join(sel), "gamma": _gamma_text(runs), "profile": params["profile"], "data": data,
                 "runs": " ".join(r["_run"] for r in runs)}
 
     # Tables 2-4: one cell per experiment (dataset x protocol x split), every method.

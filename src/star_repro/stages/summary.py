@@ -63,8 +63,8 @@ def stage_costs(bench_dir: Path, logs_dir: Path, labels: dict[str, str]) -> dict
             row = next(csv.DictReader(fh, delimiter="\t"), None)
         if not row:
             continue
-        k = by_kind.setdefault(labels.get(b.stem, b.stem.split("_", 1)[0]), {"jobs": 0, "wall": 0.0, "max_wall": 0.0, "cpu": 0.0,
-                                                        "peak_mib": 0.0})
+        kind = labels.get(b.stem, b.stem.split("_", 1)[0])
+        k = by_kind.setdefault(kind, {"jobs": 0, "wall": 0.0, "max_wall": 0.0, "cpu": 0.0, "peak_mib": 0.0})
         wall = float(row["s"])
         warm = _warm_figures(logs_dir / f"{b.stem}.log")
         if warm is not None:

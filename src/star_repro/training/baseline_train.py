@@ -30,8 +30,10 @@ from typing import Any
 import numpy as np
 
 from star_repro.errors import InputFormatError, StarReproError
+from star_repro.io import (canonical_json, save_npy_atomic, save_torch_atomic, sha256_file, sha256_text, tsv_text,
+                          write_json_atomic, write_text_atomic)
+from star_repro.provenance import file_digest
 from star_repro.training.feature_cache import cached_features, dataset_signature
-from star_repro.io import save_npy_atomic, save_torch_atomic, tsv_text, canonical_json, sha256_file, sha256_text, write_json_atomic, write_text_atomic
 
 #: Keys of a `baselines.<method>` section that this module reads (the rest configure the method itself).
 RUN_KEYS = ("selection", "gamma", "gamma_grid", "val_unknown", "val_seen_fraction", "feature_batch_size",
@@ -301,7 +303,7 @@ def load_backbone(backbone_dir, split, device) -> Backbone:
     if feeder not in ("ntu", "pku"):
         raise InputFormatError(cfg_path, None, f"key 'feeder': expected ntu or pku, got {feeder!r}")
     model.eval().to(device)
-    return Backbone(model, sha256_file(model_path), int(train_cfg["window"]), [float(p_interval[0])],
+    return Backbone(model, file_digest(model_path), int(train_cfg["window"]), [float(p_interval[0])],
                     feeder == "pku", int(model.out_channels), conf)
 
 

@@ -12,14 +12,16 @@ from pathlib import Path
 
 import numpy as np
 
-from star_repro.io import canonical_json, sha256_file, sha256_text
+from star_repro.io import canonical_json, sha256_text
 from star_repro.text.embcache import write_npz_atomic
 
 
 def dataset_signature(ds) -> dict:
     """The processed samples a feature key depends on (a `ProcessedDataset`): sample list hash and joint array."""
     root = Path(ds.root)
-    return {"samples_sha256": sha256_file(root / "samples.tsv"),
+    from star_repro.provenance import file_digest
+
+    return {"samples_sha256": file_digest(root / "samples.tsv"),
             "joints": {"shape": list(ds.joints.shape), "bytes": (root / "joints.npy").stat().st_size}}
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from star_repro.errors import InputFormatError, StarReproError
-from star_repro.io import write_json_atomic, write_text_atomic
+from star_repro.io import save_torch_atomic, write_json_atomic, write_text_atomic
 from star_repro.training.star_cfg import gamma_setting, resolve_star_cfg, uses_validation
 
 HISTORY_COLUMNS = ("epoch", "lr", "loss", "mpce", "sce", "gce", "train_acc", "val_acc", "test_zsl")
@@ -308,12 +308,12 @@ def feature_store(run: RunData, backbone_dir, cache_dir) -> dict | None:
     on is in it: backbone weights, the processed samples, the deterministic feeder settings, the person pooling."""
     if cache_dir is None or run.cfg["bn_mode"] != "frozen":
         return None
-    from star_repro.io import sha256_file
+    from star_repro.provenance import file_digest
     from star_repro.training.feature_cache import dataset_signature
 
     a = run.cfg["augment"]
     return {"dir": Path(cache_dir), "key": {
-        "format": "star-backbone-features-1", "backbone_sha256": sha256_file(Path(backbone_dir) / "model.pt"),
+        "format": "star-backbone-features-1", "backbone_sha256": file_digest(Path(backbone_dir) / "model.pt"),
         **dataset_signature(run.ds),
         "feeder": {"window": a["window"], "center_p": a["center_p"],
                    "passthrough": bool(a["pku_passthrough"]) and run.is_pku},
@@ -411,12 +411,6 @@ def _load_training_state(model, state: Mapping, where: Path) -> None:
     if missing or unexpected:
         raise StarReproError(f"{where}: training state does not fit the model (missing {missing[:5]}, unexpected "
                              f"{list(unexpected)[:5]}); delete it to train from the start")
-
-
-def _save_torch(obj, path: Path) -> None:
-    from star_repro.io import save_torch_atomic
-
-    save_torch_atomic(obj, path)
 
 
 class PlainSGD:
@@ -631,7 +625,7 @@ def _train_star(processed_dir, protocol, split, embeddings_npz, backbone_dir, cf
         if cfg["selection"] == "last" or best["score"] is None or score >= best["score"]:
             best = {"epoch": epoch + 1, "score": score,
                     "state": {k: v.detach().cpu().clone() for k, v in _training_state(model, cfg).items()}}
-        _save_torch({"fingerprint": fp, "epoch": epoch, "model": _training_state(model, cfg),
+        save_torch_atomic({"fingerprint": fp, "epoch": epoch, "model": _training_state(model, cfg),
                      "optimizer": optimizer.state_dict(), "history": history, "best": best}, state_path)
         write_text_atomic(out_dir / "history.tsv", _history_tsv(history))
         print(f"train: epoch {epoch + 1}/{epochs} lr {lr:g} loss {row['loss']:.4f} train acc "
@@ -641,7 +635,7 @@ def _train_star(processed_dir, protocol, split, embeddings_npz, backbone_dir, cf
     if best["state"] is None:
         raise StarReproError(f"{state_path}: no completed epoch to select from")
     _load_training_state(model, best["state"], state_path)
-    _save_torch(model.state_dict(), out_dir / "model.pt")  # the full state dict, backbone included
+    save_torch_atomic(model.state_dict(), out_dir / "model.pt")  # the full state dict, backbone included
     write_text_atomic(out_dir / "history.tsv", _history_tsv(history))
     selection = {
         "selection": {"last": "last", "val": "val", "test": "test-selected"}[cfg["selection"]],
@@ -689,7 +683,7 @@ def import_authors_run(weights, processed_dir, protocol: str, split, embeddings_
     backbone, bconf = load_backbone(backbone_dir, split)
     model = build_model(run, backbone, torch.device("cpu"))
     report = load_authors_star_weights(model, weights)
-    _save_torch({k: v.detach().cpu() for k, v in model.state_dict().items()}, out_dir / "model.pt")
+    save_torch_atomic({k: v.detach().cpu() for k, v in model.state_dict().items()}, out_dir / "model.pt")
     from star_repro.provenance import file_record
 
     source = file_record(weights) if isinstance(weights, (str, Path)) else {"in_memory": True}
