@@ -155,6 +155,18 @@ def test_interrupted_run_resumes_to_the_same_weights(tiny_ds, tmp_path, monkeypa
     assert set(trained) == {3}
 
 
+def test_resuming_a_finished_run_keeps_its_cost_figures(tiny_ds, tmp_path):
+    """A stage rerun that finds every epoch checkpointed trains nothing; its metrics still report what the
+    training cost (time and throughput accumulate in the checkpoint), not the seconds of the rerun."""
+    split = ClassSplit("s", 4, [0])
+    first = pretrain(tiny_ds, "xsub", split, TINY, tmp_path / "out", progress=False, threads=1)
+    again = pretrain(tiny_ds, "xsub", split, TINY, tmp_path / "out", progress=False, threads=1)
+    assert first["train_samples_per_s"] is not None
+    assert again["train_samples_per_s"] == first["train_samples_per_s"]
+    assert again["train_time_s"] == first["train_time_s"]
+    assert again["wall_time_s"] >= first["train_time_s"]
+
+
 def test_checkpoints_of_other_settings_are_not_resumed(tiny_ds, tmp_path):
     split = ClassSplit("s", 4, [0])
     out = tmp_path / "out"

@@ -246,7 +246,9 @@ def _pretrain(processed_dir, protocol, split, cfg, out_dir, device, progress, th
     fingerprint = _fingerprint(cfg, dataset, protocol, split, feeder)
     ckpts = common.CheckpointDir(out_dir / "checkpoints", keep=cfg["keep_checkpoints"])
     history: list[dict] = []
-    start_epoch, prior_time = 0, 0.0
+    # time and throughput accumulate over resumed invocations (kept in the checkpoint), so a stage that resumes
+    # a finished or interrupted run still reports what the training cost
+    start_epoch, prior = 0, {"train_time_s": 0.0, "wall_time_s": 0.0, "samples_seen": 0, "loop_time_s": 0.0}
     state = ckpts.latest(max_epoch=cfg["epochs"], fingerprint=fingerprint)
     common.barrier(ctx)  # every process has read before any file is removed
     if state is None and ckpts.list() and ctx.is_main:
@@ -260,7 +262,7 @@ def _pretrain(processed_dir, protocol, split, cfg, out_dir, device, progress, th
         common.set_rng_state(state["rng"])
         history = list(state["history"])
         start_epoch = int(state["epoch"])
-        prior_time = float(state.get("train_time_s", 0.0))
+        prior = {k: type(v)(state.get(k, v)) for k, v in prior.items()}
         _log(f"pretrain: resuming from {ckpts.path(start_epoch)} (epoch {start_epoch}/{cfg['epochs']})", talk)
 
     net = model
@@ -284,8 +286,8 @@ def _pretrain(processed_dir, protocol, split, cfg, out_dir, device, progress, th
             return DataLoader(ds, batch_sampler=batch_sampler, **kwargs)
         return DataLoader(ds, batch_size=batch_size, shuffle=False, **kwargs)
 
-    train_time = prior_time
-    samples_seen, loop_time = 0, 0.0
+    train_time = prior["train_time_s"]
+    samples_seen, loop_time = prior["samples_seen"], prior["loop_time_s"]
     for epoch in range(start_epoch, cfg["epochs"]):
         t_epoch = time.perf_counter()
         lr = common.step_lr(cfg["base_lr"], epoch, cfg["steps"], cfg["lr_decay"])
@@ -335,7 +337,8 @@ def _pretrain(processed_dir, protocol, split, cfg, out_dir, device, progress, th
             ckpts.save(epoch + 1, {
                 "epoch": epoch + 1, "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                 "optimizer": optimizer.state_dict(), "rng": common.rng_state(), "history": history,
-                "fingerprint": fingerprint, "train_time_s": train_time,
+                "fingerprint": fingerprint, "train_time_s": train_time, "samples_seen": samples_seen,
+                "loop_time_s": loop_time, "wall_time_s": prior["wall_time_s"] + time.perf_counter() - t_start,
             })
             _write_history(out_dir / "history.tsv", history)
         _log(f"pretrain {label}: epoch {epoch + 1}/{cfg['epochs']} lr {lr:.4g} loss {record['loss']:.4f} "
@@ -346,7 +349,7 @@ def _pretrain(processed_dir, protocol, split, cfg, out_dir, device, progress, th
 
     final = history[-1]
     best = max((h for h in history if h["test_acc"] is not None), key=lambda h: h["test_acc"])
-    wall = time.perf_counter() - t_start
+    wall = prior["wall_time_s"] + time.perf_counter() - t_start
     metrics = {
         "known_top1": final["test_acc"],
         "selection": "last",
