@@ -60,6 +60,7 @@ def _check_cross_references(params: Mapping, source: str) -> None:
     from star_repro.training.star_cfg import resolve_star_cfg
 
     for prof, sections in params["profiles"].items():
+        _check_profile_inputs(prof, sections, source)
         for ds in params["data"]["datasets"]:
             resolve_star_cfg({**sections["star"], "seed": 1, "partition": 6, "profile": prof}, ds,
                              path=f"{source}: profiles.{prof}.star")
@@ -75,6 +76,29 @@ def _check_cross_references(params: Mapping, source: str) -> None:
                               f"{exp['dataset']} (have {sorted(params['protocols'][exp['dataset']])})")
         if exp["dataset"] not in params["data"]["datasets"]:
             raise ParamsError(f"{source}: experiments.{name}.dataset: {exp['dataset']} is not in data.datasets")
+
+
+def _check_profile_inputs(prof: str, sections: Mapping, source: str) -> None:
+    """A profile's description sets per partition and its pretrain source (named keys in every error)."""
+    import re
+
+    from star_repro.training.released_backbone import SOURCES
+
+    for part, name in (sections.get("descriptions") or {}).items():
+        if str(part) not in ("6", "4", "2"):
+            raise ParamsError(f"{source}: profiles.{prof}.descriptions: key {part!r} is not a partition (6, 4, 2)")
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+            raise ParamsError(f"{source}: profiles.{prof}.descriptions.{part}: expected a description set name "
+                              f"such as imported-star or openai, got {name!r}")
+    pre = sections["pretrain"]
+    if pre.get("source", "train") not in SOURCES:
+        raise ParamsError(f"{source}: profiles.{prof}.pretrain.source: expected one of {list(SOURCES)}, got "
+                          f"{pre.get('source')!r}")
+    pinned = pre.get("released_sha256") or {}
+    if not isinstance(pinned, Mapping) or not all(isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v)
+                                                   for v in pinned.values()):
+        raise ParamsError(f"{source}: profiles.{prof}.pretrain.released_sha256: expected file name -> 64 "
+                          "lowercase hex digits")
 
 
 def load_params(path: str | Path = "params.yaml") -> dict:

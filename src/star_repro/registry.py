@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from star_repro.reporting.figures import figure_plan
+from star_repro.training.released_backbone import released_path
 
 # Which raw family folder each dataset reads (NTU-60 and NTU-120 share the official archives).
 RAW_FAMILY = {"ntu60": "ntu", "ntu120": "ntu", "pku1": "pku1"}
@@ -62,6 +63,22 @@ def profile_of(params: dict) -> str:
     return params["profile"]
 
 
+def description_set(params: dict, partition: int) -> tuple[str, list[str]]:
+    """The description set `describe` reads for a partition, and the params keys that choose it: the profile's
+    `descriptions: {6: set, 4: set, 2: set}` when it names the partition, else the global `descriptions.source`
+    (the template, `descriptions.template`, is always global)."""
+    prof = profile_of(params)
+    by_part = params["profiles"][prof].get("descriptions")
+    keys = ["descriptions"] + ([f"profiles.{prof}.descriptions"] if by_part else [])
+    return set_for_partition(params["descriptions"], by_part, partition), keys
+
+
+def set_for_partition(descriptions: dict, by_partition: dict | None, partition: int) -> str:
+    """`by_partition[partition]` (keys may be numbers or strings) when given, else `descriptions.source`."""
+    by_partition = by_partition or {}
+    return by_partition.get(partition, by_partition.get(str(partition), descriptions["source"]))
+
+
 def experiment_runs(params: dict) -> list[tuple[str, dict, int]]:
     """(run name, experiment, seed) for every experiment × seed, in params order."""
     runs = []
@@ -108,13 +125,14 @@ def build_stages(params: dict) -> list[Stage]:
     for ds, part in used_parts:
         cache_ds = CACHE_DATASET[ds]
         desc = f"data/descriptions/{ds}_{part}part.json"
+        desc_set, desc_keys = description_set(params, part)
         stages.append(Stage(
             name=f"describe_{ds}_{part}part", kind="describe",
             cmd=f"star-repro describe --dataset {ds} --partition {part}",
-            deps=[f"prompts/cache/{params['descriptions']['source']}/{cache_ds}_{part}part.json",
+            deps=[f"prompts/cache/{desc_set}/{cache_ds}_{part}part.json",
                   f"prompts/authored/{cache_ds}.yaml", "prompts/templates.yaml"],
             outs=[desc],
-            params=["descriptions"],
+            params=desc_keys,
             local=True,
         ))
         embed_cfg = params["profiles"][prof]["embed"]
@@ -135,8 +153,21 @@ def build_stages(params: dict) -> list[Stage]:
         key = (e["dataset"], e["protocol"], e["split"])
         if key not in used_pre:
             used_pre.append(key)
+    pre_cfg = params["profiles"][prof]["pretrain"]
     for ds, proto, split in used_pre:
         out = f"data/pretrain/{ds}_{proto}_{split}"
+        release = released_path(pre_cfg, ds, proto, split)
+        if release is not None:  # the authors' released backbone replaces pretraining for this cell
+            stages.append(Stage(
+                name=f"pretrain_{ds}_{proto}_{split}", kind="pretrain",
+                cmd=f"star-repro pretrain --dataset {ds} --protocol {proto} --split {split}",
+                deps=[release.as_posix(), "src/star_repro/models/shiftgcn.py",
+                      "src/star_repro/training/released_backbone.py"],
+                outs=[out],
+                params=[f"profiles.{prof}.pretrain", f"splits.{split}"],
+                metrics=[f"metrics/pretrain_{ds}_{proto}_{split}.json"],
+            ))
+            continue
         stages.append(Stage(
             name=f"pretrain_{ds}_{proto}_{split}", kind="pretrain",
             cmd=f"star-repro pretrain --dataset {ds} --protocol {proto} --split {split}",

@@ -1,7 +1,10 @@
-"""`star-repro doctor`: which raw inputs are present, what is missing, and exactly where each file goes.
+"""`star-repro doctor`: which inputs the chosen profile needs, which are present, and the command for each gap.
 
-A report, not a check: it exits 0 even when inputs are missing (1 with `--strict`). It reads only file listings
-(zip central directories), never the skeleton data, so it is quick even on the full archives.
+Raw data: which archives, lists and folders are present and exactly where a missing file goes. For the profile
+of params.yaml (or `--profile`): every description set the DAG reads (complete? which entries are missing?), the
+CLIP weights (present, sha256 checked) and the authors' released backbones (needed with `pretrain.source:
+authors`, optional otherwise). A report, not a check: it exits 0 even when inputs are missing (1 with
+`--strict`). It reads only file listings (zip central directories), never the skeleton data.
 """
 from __future__ import annotations
 
@@ -27,9 +30,14 @@ def register(sub) -> None:
         "files), how many samples they hold, what is missing and the exact path to put it at. Also reports the "
         "embedded synthetic stand-ins under data/synthetic. Exit code 0 (a report); 1 with --strict when "
         "anything is missing.")
-    p.add_argument("--raw-root", default="data/raw", help="folder holding ntu/ and pku1/ (default data/raw)")
+    p.add_argument("--raw-root", default=None, help="folder holding ntu/ and pku1/ (default: params data.raw_root, "
+                   "else data/raw)")
     p.add_argument("--synthetic-root", default="data/synthetic", help="where `star-repro synth` writes")
-    p.add_argument("--datasets", nargs="+", default=["ntu60", "ntu120", "pku1"], choices=sorted(FAMILY))
+    p.add_argument("--datasets", nargs="+", default=None, choices=sorted(FAMILY),
+                   help="raw datasets to check (default: params data.datasets)")
+    p.add_argument("--params", default="params.yaml", help="the params file whose profile is checked")
+    p.add_argument("--profile", default=None, choices=("demo", "paper", "official-code"),
+                   help="check this profile's inputs instead of params.yaml's `profile`")
     p.add_argument("--strict", action="store_true", help="exit 1 when any input is missing")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(handler=run)
@@ -114,17 +122,185 @@ def check_pku(raw_root: Path) -> dict:
     return {"dataset": "pku1", "folder": str(base), "items": items, "missing": missing}
 
 
+# -- the chosen profile's inputs -----------------------------------------------------------------------------------
+def load_profile_params(path: str, profile: str | None) -> dict | None:
+    """params.yaml with `profile` overridden (None when there is no params file to read)."""
+    from star_repro.config import load_params, validate
+
+    if not Path(path).is_file():
+        return None
+    params = load_params(path)
+    if profile is not None:
+        params["profile"] = profile
+        validate(params, f"{path} (profile {profile})")
+    return params
+
+
+def check_descriptions(params: dict, cache_root: str | Path = "prompts/cache") -> list[dict]:
+    """Every description set a describe stage of the DAG reads: complete, or what is missing and its command."""
+    from star_repro.data.classes import classes_of
+    from star_repro.errors import StarReproError
+    from star_repro.registry import build_stages, description_set
+    from star_repro.text.descriptions import DescriptionCache, cache_path, check_cache, fill_command
+
+    rows = []
+    for st in build_stages(params):
+        if st.kind != "describe":
+            continue
+        ds, part = st.name.split("_")[1], int(st.name.split("_")[2][0])
+        name, _keys = description_set(params, part)
+        path = cache_path(name, ds, part, cache_root)
+        row = {"stage": st.name, "dataset": ds, "partition": part, "set": name, "path": str(path),
+               "command": fill_command(name, ds, part)}
+        expected = len(classes_of(ds)) * part
+        if not path.is_file():
+            rows.append(row | {"present": False, "missing": expected, "stale": 0, "expected": expected})
+            continue
+        try:
+            problems = check_cache(DescriptionCache.load(path), classes_of(ds),
+                                   template=params["descriptions"].get("template"))
+        except StarReproError as exc:
+            rows.append(row | {"present": False, "missing": expected, "stale": 0, "expected": expected,
+                               "error": str(exc)})
+            continue
+        miss = [p for p in problems if p.kind == "missing"]
+        rows.append(row | {"present": not problems, "missing": len(miss), "stale": len(problems) - len(miss),
+                           "expected": expected, "first": sorted({f"{p.cls} / {p.part}" for p in problems})[:3]})
+    return rows
+
+
+def check_clip(params: dict) -> dict | None:
+    """The profile's CLIP weights: found where the pipeline looks, with OpenAI's published sha256 (None: the
+    profile's encoder is not CLIP)."""
+    from star_repro.fetch import CLIP_FILE
+    from star_repro.text.encoders import WEIGHTS_DIR, clip_weights_candidates, sha256_file_cached
+
+    embed = params["profiles"][params["profile"]]["embed"]
+    if not embed["encoder"].startswith("clip:"):
+        return None
+    model, pretrained = embed["encoder"].split(":", 1)[1], embed.get("pretrained") or "openai"
+    weights = embed.get("weights")
+    if weights == "random":
+        return {"encoder": embed["encoder"], "present": True, "path": "random", "note": "random weights (test)"}
+    from open_clip.pretrained import get_pretrained_cfg
+
+    url = (get_pretrained_cfg(model, pretrained) or {}).get("url") or ""
+    expected = url.split("/")[-2] if "openaipublic" in url else None
+    searched = [Path(weights)] if weights else clip_weights_candidates(model, pretrained)
+    hit = next((p for p in searched if p.is_file()), None)
+    command = ("star-repro fetch clip" if Path(url).name == CLIP_FILE else
+               f"put the weights at {WEIGHTS_DIR / (Path(url).name or 'FILE')} (or set embed.weights)")
+    row = {"encoder": embed["encoder"], "expected_sha256": expected, "command": command,
+           "searched": [str(p) for p in searched]}
+    if hit is None:
+        return row | {"present": False, "path": str(searched[0]) if searched else ""}
+    digest = sha256_file_cached(hit, Path("data/embeddings/cache/weights-sha256.json"))
+    ok = expected is None or digest == expected
+    return row | {"present": ok, "path": str(hit), "sha256": digest,
+                  **({} if ok else {"error": f"sha256 {digest} is not the published {expected}; delete it and "
+                                             "fetch again"})}
+
+
+def check_backbones(params: dict) -> list[dict]:
+    """The authors' released backbones of the DAG's cells: required with `pretrain.source: authors`, else
+    optional (reported so a user can switch routes)."""
+    from star_repro.registry import build_stages
+    from star_repro.training.released_backbone import DEFAULT_DIR, pretrain_source, released_name
+
+    cfg = params["profiles"][params["profile"]]["pretrain"]
+    required = pretrain_source(cfg) == "authors"
+    if not required and float(cfg.get("width", 1.0)) != 1.0:
+        return []  # the releases are full-width Shift-GCNs: they cannot serve a narrowed (demo) backbone
+    folder = Path(cfg.get("released_dir") or DEFAULT_DIR)
+    rows = []
+    for st in build_stages(params):
+        if st.kind != "pretrain":
+            continue
+        ds, proto, split = st.cmd.split("--dataset ")[1].split()[0], st.cmd.split("--protocol ")[1].split()[0], \
+            st.cmd.split("--split ")[1].split()[0]
+        name = released_name(ds, proto, split)
+        if name is None:
+            rows.append({"stage": st.name, "released": False, "required": False,
+                         "note": "no released backbone: pretrained here"})
+            continue
+        path = folder / name
+        rows.append({"stage": st.name, "released": True, "required": required, "path": str(path),
+                     "present": path.is_file()})
+    return rows
+
+
+def _profile_missing(desc: list[dict], clip: dict | None, backbones: list[dict]) -> list[str]:
+    """One line per missing required input of the profile, each with its command."""
+    out, seen = [], set()
+    for d in desc:
+        if not d["present"] and d["path"] not in seen:  # NTU-60 and NTU-120 share the ntu120 file
+            seen.add(d["path"])
+            what = "missing" if d["missing"] == d["expected"] and not d.get("first") else \
+                f"{d['missing']} missing and {d['stale']} stale of {d['expected']} (e.g. {', '.join(d['first'])})"
+            out.append(f"descriptions {d['set']} for {d['dataset']} {d['partition']}-part ({d['path']}): {what}; "
+                       f"run: {d['command']}")
+    if clip is not None and not clip["present"]:
+        why = clip.get("error") or f"not found (searched {', '.join(clip['searched'])})"
+        out.append(f"CLIP weights for {clip['encoder']}: {why}; run: {clip['command']}")
+    for b in backbones:
+        if b.get("required") and not b["present"]:
+            out.append(f"authors' backbone {b['path']} for {b['stage']}: not there; download it from the links in "
+                       "the STAR authors' README (github.com/cseeyangchen/STAR), or set pretrain.source: train")
+    return out
+
+
+def _print_profile(params: dict, desc: list[dict], clip: dict | None, backbones: list[dict],
+                   missing: list[str]) -> None:
+    prof = params["profile"]
+    print(f"profile {prof} (data.source {params['data']['source']}):")
+    for d in desc:
+        mark = "ok " if d["present"] else "-- "
+        state = "complete" if d["present"] else f"{d['missing']} missing, {d['stale']} stale"
+        print(f"  {mark}descriptions {d['dataset']} {d['partition']}-part: set {d['set']} ({d['path']}; {state})")
+    if clip is not None:
+        mark = "ok " if clip["present"] else "-- "
+        sha = f"; sha256 {clip['sha256'][:12]}… " + ("verified" if clip.get("expected_sha256") else "unpinned") \
+            if clip.get("sha256") else ""
+        print(f"  {mark}CLIP weights {clip['encoder']}: {clip['path']}{sha}")
+    released = [b for b in backbones if b["released"]]
+    if released:
+        have = sum(b["present"] for b in released)
+        need = "required (pretrain.source: authors)" if released[0]["required"] else \
+            "optional (pretrain.source: train; set authors to use them)"
+        print(f"  {'ok ' if have == len(released) else '-- '}authors' backbones: {have} of {len(released)} present "
+              f"under {Path(released[0]['path']).parent} ({need})")
+        if not released[0]["required"]:
+            for b in released:
+                if not b["present"]:
+                    print(f"     optional {b['path']}")
+    for m in missing:
+        print(f"  missing {m}")
+    print(f"profile {prof}: " + (f"{len(missing)} input(s) missing (commands above)" if missing else
+                                 "every description set, the text encoder's weights and required backbone present"))
+
+
 def run(args) -> int:
-    raw_root = Path(args.raw_root)
+    params = load_profile_params(args.params, args.profile)
+    raw_root = Path(args.raw_root if args.raw_root is not None else
+                    (params["data"]["raw_root"] if params else "data/raw"))
+    datasets = args.datasets or (params["data"]["datasets"] if params else sorted(FAMILY))
     report = []
-    for ds in args.datasets:
+    for ds in datasets:
         report.append(check_pku(raw_root) if ds == "pku1" else check_ntu(raw_root, ds))
     synth = Path(args.synthetic_root)
     synth_sets = sorted(p.name for p in synth.iterdir() if p.is_dir()) if synth.is_dir() else []
-    n_missing = sum(len(r["missing"]) for r in report)
+    n_raw = sum(len(r["missing"]) for r in report)
+    desc, clip, backbones, prof_missing = [], None, [], []
+    if params is not None:
+        desc, clip, backbones = check_descriptions(params), check_clip(params), check_backbones(params)
+        prof_missing = _profile_missing(desc, clip, backbones)
+    n_missing = n_raw + len(prof_missing)
     if args.json:
+        profile = None if params is None else {
+            "profile": params["profile"], "descriptions": desc, "clip": clip, "backbones": backbones,
+            "missing": prof_missing}
         json.dump({"raw_root": str(raw_root), "datasets": report, "synthetic": {"path": str(synth),
-                   "present": synth_sets}, "missing": n_missing}, sys.stdout, indent=1)
+                   "present": synth_sets}, "profile": profile, "missing": n_missing}, sys.stdout, indent=1)
         print()
     else:
         for r in report:
@@ -147,7 +323,11 @@ def run(args) -> int:
         else:
             print(f"synthetic stand-ins (embedded default): none yet under {synth}; `star-repro synth` (or "
                   "`dvc repro` / `snakemake` with data.source: synthetic) writes them, no download needed")
-        if n_missing:
-            print(f"{n_missing} raw input(s) missing; the pipeline can still run on the synthetic stand-ins "
+        if n_raw:
+            print(f"{n_raw} raw input(s) missing; the pipeline can still run on the synthetic stand-ins "
                   "(params.yaml data.source: synthetic)")
+        if params is None:
+            print(f"no {args.params} here: the profile's descriptions, CLIP weights and backbones were not checked")
+        else:
+            _print_profile(params, desc, clip, backbones, prof_missing)
     return 1 if (args.strict and n_missing) else 0

@@ -166,8 +166,17 @@ def run_describe(args) -> int:
 
     p = _stage(args, f"describe_{args.dataset}_{args.partition}part")
     out = Path("data/descriptions") / f"{args.dataset}_{args.partition}part.json"
-    describe(args.dataset, args.partition, p["descriptions"], out)
+    describe(args.dataset, args.partition, chosen_descriptions(p, args.partition), out)
     return 0
+
+
+def chosen_descriptions(p: dict, partition: int) -> dict:
+    """The describe stage's params block {source, template}, with the profile's set for this partition when the
+    registry declared one (`registry.description_set` chose it; the stage sees only its declared keys)."""
+    from star_repro.registry import set_for_partition
+
+    (by_part,) = [prof.get("descriptions") for prof in p.get("profiles", {}).values()] or [None]
+    return {**p["descriptions"], "source": set_for_partition(p["descriptions"], by_part, partition)}
 
 
 def run_embed(args) -> int:
@@ -241,11 +250,23 @@ def _publish(work: Path, out: Path, files: list[str]) -> None:
 
 def run_pretrain(args) -> int:
     from star_repro.training.pretrain import pretrain
+    from star_repro.training.released_backbone import import_released, released_path, training_config
 
     name = f"pretrain_{args.dataset}_{args.protocol}_{args.split}"
     p = _stage(args, name)
     cfg = _for_dataset(_profile_section(p, "pretrain"), args.dataset)
     split = _class_split(p, args.split)
+    release = released_path(cfg, args.dataset, args.protocol, args.split)
+    if release is not None:  # pretrain.source: authors, and the authors released this cell's backbone
+        from star_repro.io import atomic_dir
+
+        with atomic_dir(Path("data/pretrain") / f"{args.dataset}_{args.protocol}_{args.split}") as tmp:
+            result = import_released(release, args.dataset, args.protocol, split, cfg, tmp)
+        _write_json(f"metrics/{name}.json", result)
+        print(f"pretrain {args.dataset} {args.protocol} {args.split}: imported the authors' {release} "
+              f"(sha256 {result['sha256'][:12]}…)")
+        return 0
+    cfg = training_config(cfg)
     # The work folder (checkpoints, resumable) is not a declared output, so no engine deletes it on failure;
     # the finished files are then published into the declared output folder.
     work = Path("data/checkpoints") / name

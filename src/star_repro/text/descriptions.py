@@ -89,6 +89,9 @@ def fill_command(source_set: str, dataset: str, partition: int) -> str:
         yaml_name = f"{DEFAULT_AUTHORED_DIR.as_posix()}/{cache_dataset(dataset)}.yaml"
         return (f"star-repro descriptions build-authored --dataset {cache_dataset(dataset)}"
                 f"   (after adding the text to {yaml_name})")
+    if source_set == "imported-star" and partition == 6:  # the authors' release, at the pinned commit
+        return ("star-repro fetch descriptions   (or, with the file at hand: star-repro descriptions import "
+                f"--format star --dataset {cache_dataset(dataset)} FILE)")
     if kind == "imported":
         fmt = source_set.split("-", 1)[1] if "-" in source_set else "star"
         fmt = fmt if fmt in ("star", "gap") else "star"
@@ -397,6 +400,9 @@ def problems_message(problems: list[Problem], cache_file: str, source_set: str, 
         for p in ps:
             if p.kind == "stale":
                 lines.append(f"  stale    {c} / {p.part}: {p.reason}")
+    if partition != 6 and set_kind(source_set) == "openai":
+        lines.append(f"The STAR authors released no {partition}-part descriptions: this set is asked of the paper's "
+                     "model with the paper's question (needs OPENAI_API_KEY; docs/descriptions.md).")
     lines.append("Fill them with:")
     lines.append(f"  {fill_command(source_set, dataset, partition)}")
     return "\n".join(lines)
