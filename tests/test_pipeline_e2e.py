@@ -48,6 +48,9 @@ def test_snakemake_builds_the_table_and_figure(tiny_copy):
     assert methods == {"star", "revise"}
     zsl = [float(r["ours"]) for r in rows if r["metric"] == "zsl"]
     assert all(0.0 <= v <= 100.0 for v in zsl)
+    # every row names what its runs rest on, as recorded by the embed and pretrain stages
+    assert {(r["descriptions"], r["encoder"], r["backbone"]) for r in rows} == \
+        {("authored", "sbert:all-MiniLM-L6-v2", "pretrained here")}
     assert (root / "results/fig5_confusion_ntu60_xsub_55_5.png").read_bytes()[:4] == b"\x89PNG"
     # every job left a Snakemake benchmark record (time and memory per job)
     bench = sorted(p.stem for p in (root / "benchmarks").glob("*.tsv"))

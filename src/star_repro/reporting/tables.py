@@ -33,8 +33,10 @@ TITLES = {
     6: "Table 6 — number of body parts (ZSL top-1; GZSL H, %)",
     7: "Table 7 — component ablation (ZSL top-1; GZSL H, %; Δ = variant − full model)",
 }
+# what each row's runs rest on (evaluate records it from the embeddings' and backbone's records)
+INPUT_LABELS = ("descriptions", "encoder", "backbone")
 CSV_COLUMNS = ("table", "cell", "dataset", "protocol", "split", "method", "variant", "metric", "ours", "ours_std",
-               "n", "paper", "diff", "selection", "gamma", "profile", "data", "runs")
+               "n", "paper", "diff", "selection", "gamma", "profile", "data") + INPUT_LABELS + ("runs",)
 
 
 def cell_name(exp: dict, splits: dict) -> str:
@@ -95,7 +97,7 @@ def build_rows(params: dict, runs_root: Path) -> list[dict]:
                 "split": exp["split"], "method": method, "variant": variant, "metric": metric,
                 "ours": ours, "ours_std": std, "n": len(values), "paper": paper_value, "diff": diff,
                 "selection": "+".join(sel), "gamma": _gamma_text(runs), "profile": params["profile"], "data": data,
-                "runs": " ".join(r["_run"] for r in runs)}
+                **{k: _input_label(runs, k) for k in INPUT_LABELS}, "runs": " ".join(r["_run"] for r in runs)}
 
     # Tables 2-4: one cell per experiment (dataset x protocol x split), every method.
     for table in (2, 3, 4):
@@ -159,6 +161,13 @@ def build_rows(params: dict, runs_root: Path) -> list[dict]:
     return rows
 
 
+def _input_label(runs: list[dict], key: str) -> str:
+    """The description set, text encoder or backbone source of a row's runs ('+'-joined when they differ)."""
+    from star_repro.provenance import NOT_RECORDED
+
+    return "+".join(sorted({str((r.get("inputs") or {}).get(key) or NOT_RECORDED) for r in runs})) or NOT_RECORDED
+
+
 def _gamma_text(runs: list[dict]) -> str:
     """γ to 4 significant digits with where it came from: `0.2015 (val)`; over several runs the range per
     source: `0.0099–0.137 (test-selected)`."""
@@ -193,7 +202,8 @@ def rows_to_markdown(table: int, rows: list[dict], params: dict) -> str:
     mark = " — SYNTHETIC DATA (embedded stand-ins; not comparable with the paper)" if synthetic else ""
     lines = [f"# {TITLES[table]}{mark}", ""]
     lines.append(f"Profile `{params['profile']}`; data `{params['data']['source']}`. Each cell: ours (paper, Δ). "
-                 "– = not recovered / not run. Model selection and γ per row.")
+                 "– = not recovered / not run. Per row: model selection, γ, and what the runs rest on (the "
+                 "description set, the text encoder, the backbone: pretrained here or the authors' release).")
     lines.append("")
     by_cell: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
@@ -206,8 +216,9 @@ def rows_to_markdown(table: int, rows: list[dict], params: dict) -> str:
         chance = "" if len(n_unknown) != 1 else f" (ZSL chance {100.0 / n_unknown.pop():.1f} %)"
         lines.append(f"## {cell}{chance}")
         lines.append("")
-        lines.append("| method | variant | " + " | ".join(metric_keys) + " | selection | γ | seeds |")
-        lines.append("|---|---|" + "---|" * len(metric_keys) + "---|---|---|")
+        lines.append("| method | variant | " + " | ".join(metric_keys) + " | selection | γ | seeds | descriptions | "
+                     "encoder | backbone |")
+        lines.append("|---|---|" + "---|" * len(metric_keys) + "---|---|---|---|---|---|")
         keyed: dict[tuple[str, str], dict[str, dict]] = defaultdict(dict)
         for r in crows:
             keyed[(r["method"], r["variant"])][r["metric"]] = r
@@ -228,7 +239,8 @@ def rows_to_markdown(table: int, rows: list[dict], params: dict) -> str:
                     txt += f" ({_fmt(r['paper'], signed=signed)}{d})"
                 cells.append(txt)
             lines.append(f"| {METHOD_LABEL.get(method, method)} | {variant} | " + " | ".join(cells) +
-                         f" | {any_row['selection']} | {any_row['gamma']} | {any_row['n']} |")
+                         f" | {any_row['selection']} | {any_row['gamma']} | {any_row['n']} | "
+                         + " | ".join(any_row[k] for k in INPUT_LABELS) + " |")
         lines.append("")
     return "\n".join(lines)
 

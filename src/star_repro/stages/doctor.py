@@ -140,17 +140,14 @@ def check_descriptions(params: dict, cache_root: str | Path = "prompts/cache") -
     """Every description set a describe stage of the DAG reads: complete, or what is missing and its command."""
     from star_repro.data.classes import classes_of
     from star_repro.errors import StarReproError
-    from star_repro.registry import build_stages, description_set
+    from star_repro.registry import description_cells, description_set
     from star_repro.text.descriptions import DescriptionCache, cache_path, check_cache, fill_command
 
     rows = []
-    for st in build_stages(params):
-        if st.kind != "describe":
-            continue
-        ds, part = st.name.split("_")[1], int(st.name.split("_")[2][0])
+    for ds, part in description_cells(params):
         name, _keys = description_set(params, part)
         path = cache_path(name, ds, part, cache_root)
-        row = {"stage": st.name, "dataset": ds, "partition": part, "set": name, "path": str(path),
+        row = {"stage": f"describe_{ds}_{part}part", "dataset": ds, "partition": part, "set": name, "path": str(path),
                "command": fill_command(name, ds, part)}
         expected = len(classes_of(ds)) * part
         if not path.is_file():
@@ -204,27 +201,26 @@ def check_clip(params: dict) -> dict | None:
 def check_backbones(params: dict) -> list[dict]:
     """The authors' released backbones of the DAG's cells: required with `pretrain.source: authors`, else
     optional (reported so a user can switch routes)."""
-    from star_repro.registry import build_stages
+    from star_repro.registry import pretrain_cells
     from star_repro.training.released_backbone import DEFAULT_DIR, pretrain_source, released_name
 
-    cfg = params["profiles"][params["profile"]]["pretrain"]
-    required = pretrain_source(cfg) == "authors"
-    if not required and float(cfg.get("width", 1.0)) != 1.0:
-        return []  # the releases are full-width Shift-GCNs: they cannot serve a narrowed (demo) backbone
-    folder = Path(cfg.get("released_dir") or DEFAULT_DIR)
+    from star_repro.config import for_dataset
+
+    section = params["profiles"][params["profile"]]["pretrain"]
     rows = []
-    for st in build_stages(params):
-        if st.kind != "pretrain":
-            continue
-        ds, proto, split = st.cmd.split("--dataset ")[1].split()[0], st.cmd.split("--protocol ")[1].split()[0], \
-            st.cmd.split("--split ")[1].split()[0]
-        name = released_name(ds, proto, split)
+    for ds, proto, split in pretrain_cells(params):
+        cfg = for_dataset(section, ds)
+        required = pretrain_source(cfg) == "authors"
+        if not required and float(cfg.get("width", 1.0)) != 1.0:
+            continue  # the releases are full-width Shift-GCNs: they cannot serve a narrowed (demo) backbone
+        folder = Path(cfg.get("released_dir") or DEFAULT_DIR)
+        stage, name = f"pretrain_{ds}_{proto}_{split}", released_name(ds, proto, split)
         if name is None:
-            rows.append({"stage": st.name, "released": False, "required": False,
+            rows.append({"stage": stage, "released": False, "required": False,
                          "note": "no released backbone: pretrained here"})
             continue
         path = folder / name
-        rows.append({"stage": st.name, "released": True, "required": required, "path": str(path),
+        rows.append({"stage": stage, "released": True, "required": required, "path": str(path),
                      "present": path.is_file()})
     return rows
 
@@ -265,14 +261,13 @@ def _print_profile(params: dict, desc: list[dict], clip: dict | None, backbones:
     released = [b for b in backbones if b["released"]]
     if released:
         have = sum(b["present"] for b in released)
-        need = "required (pretrain.source: authors)" if released[0]["required"] else \
+        need = "required (pretrain.source: authors)" if any(b["required"] for b in released) else \
             "optional (pretrain.source: train; set authors to use them)"
         print(f"  {'ok ' if have == len(released) else '-- '}authors' backbones: {have} of {len(released)} present "
               f"under {Path(released[0]['path']).parent} ({need})")
-        if not released[0]["required"]:
-            for b in released:
-                if not b["present"]:
-                    print(f"     optional {b['path']}")
+        for b in released:
+            if not b["required"] and not b["present"]:
+                print(f"     optional {b['path']}")
     for m in missing:
         print(f"  missing {m}")
     print(f"profile {prof}: " + (f"{len(missing)} input(s) missing (commands above)" if missing else

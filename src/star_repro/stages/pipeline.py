@@ -221,12 +221,9 @@ def _profile_section(p: dict, section: str) -> dict:
 
 
 def _for_dataset(cfg: dict, dataset: str) -> dict:
-    """Apply a section's optional `by_dataset: {<dataset>: {...overrides}}` (e.g. PKU clips stored at 64 frames)."""
-    from star_repro.config import merge
+    from star_repro.config import for_dataset
 
-    cfg = dict(cfg)
-    overrides = cfg.pop("by_dataset", None) or {}
-    return merge(cfg, overrides.get(dataset, {}))
+    return for_dataset(cfg, dataset)
 
 
 def _class_split(p: dict, split_name: str):

@@ -32,7 +32,7 @@ import numpy as np
 from star_repro.errors import InputFormatError, StarReproError
 from star_repro.io import (canonical_json, save_npy_atomic, save_torch_atomic, sha256_file, sha256_text, tsv_text,
                           write_json_atomic, write_text_atomic)
-from star_repro.provenance import file_digest
+from star_repro.provenance import file_digest, run_inputs
 from star_repro.training.feature_cache import cached_features, dataset_signature
 
 #: Keys of a `baselines.<method>` section that this module reads (the rest configure the method itself).
@@ -743,7 +743,7 @@ def _evaluate(train_dir, processed_dir, protocol, split, embeddings_npz, backbon
         "dataset": dataset, "protocol": protocol, "split": split.name,
         "unknown_classes": unknown, "unknown_class_names": [names[u] for u in unknown],
         "n_zsl": int(zsl_rows.sum()), "n_gzsl_seen": gz["n_seen"], "n_gzsl_unseen": gz["n_unseen"],
-        "features_from_cache": hit,
+        "features_from_cache": hit, "inputs": run_inputs(embeddings_npz, backbone_dir),
     }
     write_json_atomic(out_dir / "metrics.json", _jsonable(result))
 

@@ -49,7 +49,7 @@ def _evaluate_star(run_dir, processed_dir, protocol, split, embeddings_npz, back
                    progress, feature_cache=None) -> dict:
     import torch
 
-    from star_repro.provenance import write_provenance
+    from star_repro.provenance import run_inputs, write_provenance
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     model_path, summary_path, config_path = run_dir / "model.pt", run_dir / "selection.json", run_dir / "config.json"
@@ -143,6 +143,7 @@ def _evaluate_star(run_dir, processed_dir, protocol, split, embeddings_npz, back
         "dataset": run.dataset, "protocol": protocol, "split": split.name,
         "unknown_classes": unknown, "unknown_class_names": [run.class_names[u] for u in unknown],
         "n_zsl": int(zsl_rows.sum()), "n_gzsl_seen": gz["n_seen"], "n_gzsl_unseen": gz["n_unseen"],
+        "inputs": run_inputs(embeddings_npz, backbone_dir),
     }
     write_json_atomic(out_dir / "metrics.json", result)
 
