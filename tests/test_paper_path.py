@@ -38,6 +38,14 @@ def test_paper_profiles_read_the_released_six_part_set(profile):
                for s in demo.values())
 
 
+@pytest.mark.parametrize("profile", ["demo", "paper", "official-code"])
+def test_fetch_is_never_a_stage(profile):
+    for source in ("train", "authors"):
+        stages = build_stages(_params(profile, source=source))
+        assert stages and not any("fetch" in s.cmd.split() or s.cmd.startswith("star-repro descriptions")
+                                  for s in stages)
+
+
 def test_official_code_dag_reads_imported_star(tmp_path, real_data):
     """Through Snakemake: the 6-part NTU-60 descriptions of the official-code DAG are the authors' text (after
     `descriptions import`); the 4-part stage refuses with the command that fills the set."""
