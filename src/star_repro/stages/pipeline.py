@@ -220,12 +220,6 @@ def _profile_section(p: dict, section: str) -> dict:
     return node
 
 
-def _for_dataset(cfg: dict, dataset: str) -> dict:
-    from star_repro.config import for_dataset
-
-    return for_dataset(cfg, dataset)
-
-
 def _class_split(p: dict, split_name: str):
     from star_repro.data.classes import classes_of
     from star_repro.data.splits import ClassSplit
@@ -246,12 +240,13 @@ def _publish(work: Path, out: Path, files: list[str]) -> None:
 
 
 def run_pretrain(args) -> int:
+    from star_repro.config import for_dataset
     from star_repro.training.pretrain import pretrain
     from star_repro.training.released_backbone import import_released, released_path, training_config
 
     name = f"pretrain_{args.dataset}_{args.protocol}_{args.split}"
     p = _stage(args, name)
-    cfg = _for_dataset(_profile_section(p, "pretrain"), args.dataset)
+    cfg = for_dataset(_profile_section(p, "pretrain"), args.dataset)
     split = _class_split(p, args.split)
     release = released_path(cfg, args.dataset, args.protocol, args.split)
     if release is not None:  # pretrain.source: authors, and the authors released this cell's backbone
