@@ -382,7 +382,8 @@ def _pretrain(processed_dir, protocol, split, cfg, out_dir, device, progress, th
         write_json_atomic(out_dir / "config.json", {
             "dataset": str(processed_dir), "protocol": protocol, "split": split.name,
             "known_classes": list(split.known), "unknown_classes": list(split.unknown), "num_class": num_class,
-            "width": cfg["width"], "shift_formula": cfg["shift_formula"], "unit_channels": channels, "out_channels": model.out_channels,
+            "width": cfg["width"], "shift_formula": cfg["shift_formula"], "unit_channels": channels,
+            "out_channels": model.out_channels,
             "parameters": count_parameters(model), "seed": cfg["seed"], "feeder": feeder, "config": cfg,
             "world_size": ctx.world_size, "device": ctx.device.type, "threads": n_threads,
             "fingerprint": fingerprint, "train_indices_sha256": hashlib.sha256(
