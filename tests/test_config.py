@@ -127,3 +127,25 @@ def test_pretrain_numbers_have_ranges(params, tmp_path, key, value):
     with pytest.raises(ParamsError) as err:
         load_params(_write(tmp_path, bad))
     assert f"profiles.paper.pretrain.{key}" in str(err.value)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"bogus": 1}, r"experiments.ntu60_xsub_55_5.overrides.bogus: unknown key"),
+    ({"optimizer": {"lr": -0.1}}, r"experiments.ntu60_xsub_55_5.overrides.optimizer.lr: expected > 0"),
+])
+def test_star_overrides_checked_at_load(params, overrides, message):
+    bad = copy.deepcopy(params)
+    bad["experiments"]["ntu60_xsub_55_5"]["overrides"] = overrides
+    with pytest.raises(ParamsError, match=message):
+        validate(bad)
+
+
+def test_baseline_overrides_get_the_schema_ranges(params):
+    name = next(n for n, e in params["experiments"].items() if e["method"] == "smie")
+    bad = copy.deepcopy(params)
+    bad["experiments"][name]["overrides"] = {"epochs": 0}
+    with pytest.raises(ParamsError, match=rf"experiments.{name}.overrides.epochs: 0 is less than the minimum of 1"):
+        validate(bad)
+    good = copy.deepcopy(params)
+    good["experiments"][name]["overrides"] = {"epochs": 3, "lr": 1e-3}
+    validate(good)

@@ -77,7 +77,37 @@ def _check_cross_references(params: Mapping, source: str) -> None:
                               f"{exp['dataset']} (have {sorted(params['protocols'][exp['dataset']])})")
         if exp["dataset"] not in params["data"]["datasets"]:
             raise ParamsError(f"{source}: experiments.{name}.dataset: {exp['dataset']} is not in data.datasets")
+    _check_experiment_overrides(params, source)
     _check_report_references(params, source)
+
+
+def _check_experiment_overrides(params: Mapping, source: str) -> None:
+    """An experiment's `overrides` go through the same checks as the active profile's section they patch (STAR:
+    star_cfg; baselines: the schema's `baseline` ranges), so a bad override fails at load, naming its key."""
+    import jsonschema
+
+    from star_repro.training.star_cfg import resolve_star_cfg
+
+    prof = params["profiles"][params["profile"]]
+    baseline_validator = None
+    for name, exp in params["experiments"].items():
+        overrides = exp.get("overrides")
+        if not overrides:
+            continue
+        where = f"experiments.{name}.overrides"
+        method = exp.get("method", "star")
+        if method == "star":
+            resolve_star_cfg({**merge(prof["star"], overrides), "seed": 1, "partition": exp.get("partition", 6),
+                              "profile": params["profile"]}, exp["dataset"], path=f"{source}: {where}")
+            continue
+        if baseline_validator is None:
+            baseline_validator = jsonschema.Draft202012Validator({"$ref": "#/$defs/baseline",
+                                                                  "$defs": _schema()["$defs"]})
+        merged = merge(prof["baselines"].get(method, {}), overrides)
+        errors = sorted(baseline_validator.iter_errors(merged), key=lambda e: [str(p) for p in e.absolute_path])
+        if errors:
+            err = errors[0]
+            raise ParamsError(f"{source}: {where}.{_format_path(err.absolute_path)}: {err.message}")
 
 
 # What each figure of `figures` draws: the experiment itself plus these suffixed companions (reporting/figures.py).
