@@ -143,6 +143,9 @@ def _evaluate_star(run_dir, processed_dir, protocol, split, embeddings_npz, back
         "dataset": run.dataset, "protocol": protocol, "split": split.name,
         "unknown_classes": unknown, "unknown_class_names": [run.class_names[u] for u in unknown],
         "n_zsl": int(zsl_rows.sum()), "n_gzsl_seen": gz["n_seen"], "n_gzsl_unseen": gz["n_unseen"],
+        "ci95": M.run_intervals(zsl_pred, zsl_target, gz_pred, labels, known_mask),
+        "text_control": cfg["text_control"], "chance_zsl": 100.0 / len(unknown) if unknown else None,
+        **({"text_mapping": {str(k): v for k, v in run.text_mapping.items()}} if run.text_mapping else {}),
         "inputs": run_inputs(embeddings_npz, backbone_dir),
     }
     write_json_atomic(out_dir / "metrics.json", result)
