@@ -393,6 +393,10 @@ def test_control_run_records_its_mapping_and_chance(world, tmp_path):
     assert metrics["text_control"] == "derange_unknown"
     assert metrics["chance_zsl"] == pytest.approx(100 / len(W.UNKNOWN))
     assert sorted(int(k) for k in metrics["text_mapping"]) == sorted(W.UNKNOWN)
+    # every ZSL prediction is either the true class or (exclusively) the class holding the true class's text
+    assert metrics["zsl_top1"] + metrics["zsl_follows_text"] <= 100.0 + 1e-9
+    lo, hi = metrics["zsl_follows_text_ci95"]
+    assert lo <= metrics["zsl_follows_text"] <= hi
     assert metrics["ci95"]["counts"]["zsl"][1] == metrics["n_zsl"]
     lo, hi = metrics["ci95"]["zsl"]
     assert lo <= metrics["zsl_top1"] <= hi

@@ -36,7 +36,7 @@ TITLES = {
     7: "Table 7 — component ablation (ZSL top-1; GZSL H, %; Δ = variant − full model)",
 }
 # variants shown under another name: the negative control must not read as an ablation
-VARIANT_LABEL = {"control_deranged_text": "CONTROL: unknown-class text deranged (should sit at chance)"}
+VARIANT_LABEL = {"control_deranged_text": "CONTROL: unknown-class text deranged (ZSL at or below chance)"}
 # what each row's runs rest on (evaluate records it from the embeddings' and backbone's records)
 INPUT_LABELS = ("descriptions", "encoder", "backbone")
 CSV_COLUMNS = ("table", "cell", "dataset", "protocol", "split", "method", "variant", "metric", "ours", "ours_std",
