@@ -94,7 +94,7 @@ BASE_CFG = {
     "profile": "test", "seed": 1, "partition": 6, "part_pooling": "correct", "heads": 2, "m": 8, "attn_dim": 16,
     "text_hidden": 16, "similarity": "cosine", "temperature": 0.1, "ce_eps": 0.0, "sce_classes": "all",
     "alpha": 0.1, "beta": 0.1, "use_mpce": True, "use_sce": True, "use_gce": True, "use_attention": True,
-    "use_va_prompt": True, "use_sp_prompt": True, "bn_mode": "frozen",
+    "use_va_prompt": True, "use_sp_prompt": True, "text_control": "none", "bn_mode": "frozen",
     "init": {"va_prompt_std": 1.0, "w_std": "fan_in", "sp_prompt_std": 0.1},
     "optimizer": {"lr": 0.05, "lr_decay": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 0.0005,
                   "steps": [12], "epochs": 15, "batch_size": 16, "drop_last": True},

@@ -194,3 +194,41 @@ def test_run_inputs_reads_the_embedding_and_backbone_records(tmp_path):
     (bb / "config.json").write_text("{broken")
     with pytest.raises(InputFormatError, match="config.json:1: not valid JSON"):
         run_inputs(npz, bb)
+
+
+def test_tables_show_intervals_single_run_and_pooled_over_seeds(params, tmp_path):
+    """A one-seed cell shows its run's interval; a multi-seed cell mean ± sd and the interval of the pooled
+    test samples (counts added); the control row is labelled as such."""
+    import copy
+
+    from star_repro import metrics as M
+
+    p = copy.deepcopy(params)
+    p["experiments"]["ntu60_xsub_55_5"]["seeds"] = [1, 2]
+    root = tmp_path / "runs"
+    _fake_runs(p, root, np.random.default_rng(2))
+    counts = {1: {"zsl": [150, 250], "seen": [300, 400], "unseen": [120, 250]},
+              2: {"zsl": [170, 250], "seen": [280, 400], "unseen": [100, 250]}}
+    for run in ("ntu60_xsub_55_5_seed1", "ntu60_xsub_55_5_seed2", "ntu60_xview_55_5_seed1"):
+        path = root / run / "eval" / "metrics.json"
+        m = json.loads(path.read_text())
+        m["ci95"] = M.interval_record(counts[2 if run.endswith("seed2") else 1])
+        path.write_text(json.dumps(m))
+    write_tables(_stage_view(p, "table2"), root, tmp_path, 2)
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "table2.csv").read_text())))
+    by = {(r["cell"], r["method"], r["metric"]): r for r in rows}
+    single = by[("ntu60_xview_55_5", "star", "zsl")]
+    assert (float(single["ci95_lo"]), float(single["ci95_hi"])) == pytest.approx(M.wilson_interval(150, 250),
+                                                                                abs=1e-4)
+    assert single["ci95_n"] == "250"
+    pooled = by[("ntu60_xsub_55_5", "star", "unseen")]
+    assert (float(pooled["ci95_lo"]), float(pooled["ci95_hi"])) == pytest.approx(M.wilson_interval(220, 500),
+                                                                                abs=1e-4)
+    h = by[("ntu60_xsub_55_5", "star", "h")]
+    assert h["ci95_n"] == "1300" and float(h["ci95_lo"]) < float(h["ci95_hi"])
+    assert by[("ntu60_xsub_48_12", "star", "zsl")]["ci95_lo"] == ""  # a run without ci95 shows none
+    md = (tmp_path / "table2.md").read_text()
+    lo, hi = M.wilson_interval(150, 250)
+    assert f"[{lo:.1f}, {hi:.1f}]" in md and "[pooled " in md
+    write_tables(_stage_view(p, "table7"), root, tmp_path, 7)
+    assert "CONTROL: unknown-class text deranged" in (tmp_path / "table7.md").read_text()

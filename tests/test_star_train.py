@@ -356,3 +356,47 @@ def test_bench_star_reports_throughput():
     assert row["size"] == "tiny" and row["device"] == "cpu"
     for k in ("train_samples_per_s", "train_cached_samples_per_s", "eval_samples_per_s", "peak_rss_mb"):
         assert row[k] > 0
+
+
+# ---------------------------------------------------------------------------------------------- negative control
+def test_unknown_derangement_is_a_seeded_cycle():
+    unknown = (4, 9, 13, 20, 31)
+    m = star_train.unknown_derangement(unknown, 1)
+    assert sorted(m) == sorted(m.values()) == list(unknown)
+    assert all(a != b for a, b in m.items())  # no class keeps its own text
+    seen, c = [], unknown[0]  # one cycle through all of them
+    for _ in unknown:
+        seen.append(c)
+        c = m[c]
+    assert sorted(seen) == list(unknown) and c == unknown[0]
+    assert star_train.unknown_derangement(unknown, 1) == m
+    assert any(star_train.unknown_derangement(unknown, s) != m for s in (2, 3, 4))
+    with pytest.raises(StarReproError, match="at least 2 unknown"):
+        star_train.unknown_derangement((3,), 1)
+
+
+def test_text_control_moves_only_the_unknown_classes_text(world):
+    cfg = resolve_star_cfg(_cfg(text_control="derange_unknown"))
+    run = star_train.prepare_run(world["processed"], "xsub", world["split"], world["embeddings"], cfg)
+    plain = star_train.prepare_run(world["processed"], "xsub", world["split"], world["embeddings"],
+                                   resolve_star_cfg(_cfg()))
+    assert plain.text_mapping is None
+    for k in world["split"].known:
+        assert np.array_equal(run.names[k], plain.names[k]) and np.array_equal(run.parts[:, k], plain.parts[:, k])
+    for a, b in run.text_mapping.items():
+        assert a != b and np.array_equal(run.names[a], plain.names[b])
+        assert np.array_equal(run.parts[:, a], plain.parts[:, b])
+
+
+def test_control_run_records_its_mapping_and_chance(world, tmp_path):
+    _, metrics, _, _ = _run(world, tmp_path, _cfg(text_control="derange_unknown", optimizer={"epochs": 1}))
+    assert metrics["text_control"] == "derange_unknown"
+    assert metrics["chance_zsl"] == pytest.approx(100 / len(W.UNKNOWN))
+    assert sorted(int(k) for k in metrics["text_mapping"]) == sorted(W.UNKNOWN)
+    # every ZSL prediction is either the true class or (exclusively) the class holding the true class's text
+    assert metrics["zsl_top1"] + metrics["zsl_follows_text"] <= 100.0 + 1e-9
+    lo, hi = metrics["zsl_follows_text_ci95"]
+    assert lo <= metrics["zsl_follows_text"] <= hi
+    assert metrics["ci95"]["counts"]["zsl"][1] == metrics["n_zsl"]
+    lo, hi = metrics["ci95"]["zsl"]
+    assert lo <= metrics["zsl_top1"] <= hi

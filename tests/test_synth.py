@@ -412,3 +412,22 @@ def test_bad_params_name_the_key():
 def test_manifest_matches_the_returned_one(ntu60, pku):
     for out, m in (ntu60, pku):
         assert json.loads((out / "manifest.json").read_text()) == json.loads(json.dumps(m))
+
+
+def test_extra_test_subjects_add_test_samples_only():
+    """`test_subjects_per_class` adds cross-subject test performers; the training performers (and the plan of a
+    config without the key) stay as they were."""
+    plain = synth._ntu_class_plan(SEED, 10, dict(TINY["ntu"], subjects_per_class=4), TINY["motion"])
+    more = synth._ntu_class_plan(SEED, 10, dict(TINY["ntu"], subjects_per_class=4, test_subjects_per_class=6),
+                                 TINY["motion"])
+    train_of = lambda perfs: [p.subject for p in perfs if p.subject in NTU60_TRAIN]  # noqa: E731
+    test_of = lambda perfs: [p.subject for p in perfs if p.subject not in NTU60_TRAIN]  # noqa: E731
+    assert len(train_of(plain)) == 2 and len(test_of(plain)) == 2
+    assert train_of(more) == train_of(plain) and len(set(test_of(more))) == 6
+    same = synth._ntu_class_plan(SEED, 10, dict(TINY["ntu"], subjects_per_class=4, test_subjects_per_class=None),
+                                 TINY["motion"])
+    assert [p.names for p in same] == [p.names for p in plain]
+    bad = copy.deepcopy(TINY)
+    bad["ntu"]["test_subjects_per_class"] = 0
+    with pytest.raises(ParamsError, match=r"synth\.ntu\.test_subjects_per_class"):
+        synth._section(bad, "ntu")

@@ -110,3 +110,86 @@ def confusion_matrix(pred: np.ndarray, target: np.ndarray, n: int) -> np.ndarray
     cm = np.zeros((n, n), np.int64)
     np.add.at(cm, (np.asarray(target, np.int64), np.asarray(pred, np.int64)), 1)
     return cm
+
+
+# ---------------------------------------------------------------------------------------------- intervals
+# 95 % intervals from the test samples: small synthetic test sets make point estimates noisy, and a table must say
+# how noisy. ZSL, S and U are proportions (Wilson score interval); H is not, so it gets a bootstrap over test samples.
+CI_LEVEL = 0.95
+CI_Z = 1.959963984540054  # two-sided 95 % normal quantile
+H_BOOTSTRAP_DRAWS = 4000
+H_BOOTSTRAP_SEED = 20240501
+
+
+def wilson_interval(k: int, n: int, z: float = CI_Z) -> tuple[float, float] | None:
+    """Wilson score interval of k successes in n trials, in percent; None when n is 0 (nothing to estimate)."""
+    k, n = int(k), int(n)
+    if not 0 <= k <= n:
+        raise ValueError(f"wilson_interval: need 0 <= k <= n, got k={k}, n={n}")
+    if n == 0:
+        return None
+    p = k / n
+    z2 = z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    # at k = 0 and k = n the exact bounds are 0 and 1; rounding would put them a hair inside
+    lo = 0.0 if k == 0 else max(0.0, centre - half)
+    hi = 1.0 if k == n else min(1.0, centre + half)
+    return float(100.0 * lo), float(100.0 * hi)
+
+
+def h_bootstrap_interval(k_seen: int, n_seen: int, k_unseen: int, n_unseen: int,
+                         draws: int = H_BOOTSTRAP_DRAWS, seed: int = H_BOOTSTRAP_SEED) -> tuple[float, float] | None:
+    """Percentile bootstrap interval of H (percent) at a fixed γ, resampling the known-class and the unknown-class
+    test samples separately (each stratum keeps its size).
+
+    Resampling n samples with replacement from a stratum with k correct gives Binomial(n, k/n) correct ones, so
+    the counts suffice: no per-sample arrays are needed, and pooling seeds means adding their counts. γ is held
+    fixed (its own uncertainty is not included). None when either stratum is empty.
+    """
+    if n_seen <= 0 or n_unseen <= 0:
+        return None
+    rng = np.random.default_rng(seed)
+    s = rng.binomial(int(n_seen), k_seen / n_seen, draws) / n_seen
+    u = rng.binomial(int(n_unseen), k_unseen / n_unseen, draws) / n_unseen
+    tot = s + u
+    h = np.divide(2.0 * s * u, tot, out=np.zeros(draws), where=tot > 0)
+    lo, hi = np.quantile(h, [(1 - CI_LEVEL) / 2, (1 + CI_LEVEL) / 2])
+    return float(100.0 * lo), float(100.0 * hi)
+
+
+def interval_record(counts: dict) -> dict:
+    """95 % intervals of ZSL, S, U (Wilson) and H (bootstrap) from correct/total counts
+    {"zsl": [k, n], "seen": [k, n], "unseen": [k, n]}; what a run's metrics.json stores under `ci95`."""
+    out: dict = {"level": CI_LEVEL, "method": {"zsl": "wilson", "seen": "wilson", "unseen": "wilson",
+                                               "h": f"stratified bootstrap over test samples, {H_BOOTSTRAP_DRAWS} "
+                                                    "draws, fixed gamma"},
+                 "counts": {k: [int(v[0]), int(v[1])] for k, v in counts.items()}}
+    for key in ("zsl", "seen", "unseen"):
+        iv = wilson_interval(*counts[key])
+        out[key] = None if iv is None else list(iv)
+    iv = h_bootstrap_interval(*counts["seen"], *counts["unseen"])
+    out["h"] = None if iv is None else list(iv)
+    return out
+
+
+def run_intervals(zsl_pred: np.ndarray, zsl_target: np.ndarray, gz_pred: np.ndarray, labels: np.ndarray,
+                  known_mask: np.ndarray) -> dict:
+    """`interval_record` of one evaluated run from its per-sample predictions (ZSL positions and calibrated
+    GZSL class ids)."""
+    labels = np.asarray(labels)
+    seen = np.asarray(known_mask, bool)[labels]
+    hit = np.asarray(gz_pred) == labels
+    counts = {"zsl": [int(np.sum(np.asarray(zsl_pred) == np.asarray(zsl_target))), len(zsl_target)],
+              "seen": [int(hit[seen].sum()), int(seen.sum())], "unseen": [int(hit[~seen].sum()), int((~seen).sum())]}
+    return interval_record(counts)
+
+
+def pooled_intervals(records: Sequence[dict]) -> dict | None:
+    """The intervals of several runs' test samples taken together (counts added): the pooled interval of a
+    multi-seed cell. None when any run lacks counts."""
+    if not records or any(not r or "counts" not in r for r in records):
+        return None
+    keys = ("zsl", "seen", "unseen")
+    counts = {k: [sum(r["counts"][k][0] for r in records), sum(r["counts"][k][1] for r in records)] for k in keys}
+    return interval_record(counts)

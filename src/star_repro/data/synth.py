@@ -83,6 +83,9 @@ CFG_KEYS: dict[str, dict[str, str]] = {
         "max_dropped_frames": "at most this many 0-body frames in such a sample",
         "missing_per_archive": "whole 0-body samples per archive (listed on the missing-skeleton list)",
         "compress_level": "zip deflate level 0-9 (1 is fast; the content does not depend on it)",
+        "test_subjects_per_class": "optional: cross-subject test subjects per class (default: half of "
+                                   "subjects_per_class); test samples only cost inference, so a demo can buy "
+                                   "a tight interval cheaply",
     },
     "pku": {
         "performances_per_class": "performances of each class (>= 2: half by training, half by test subjects)",
@@ -104,12 +107,15 @@ DEMO_CFG: dict = {
 }
 
 
+OPTIONAL_KEYS = {"test_subjects_per_class"}  # absent: the layout every earlier stand-in had
+
+
 def _section(cfg: Mapping, name: str) -> dict:
     """Check one section of the `synth` fragment; errors name the key and say what is expected."""
     if not isinstance(cfg, Mapping) or name not in cfg or not isinstance(cfg[name], Mapping):
         raise ParamsError(f"synth.{name}: missing (expected a mapping with keys {sorted(CFG_KEYS[name])})")
     sec = dict(cfg[name])
-    missing = sorted(set(CFG_KEYS[name]) - set(sec))
+    missing = sorted(set(CFG_KEYS[name]) - set(sec) - OPTIONAL_KEYS)
     if missing:
         what = "; ".join(f"{k}: {CFG_KEYS[name][k]}" for k in missing)
         raise ParamsError(f"synth.{name}: missing keys {missing} ({what})")
@@ -152,6 +158,8 @@ def _section(cfg: Mapping, name: str) -> dict:
         num("max_dropped_frames", 1, integer=True)
         num("missing_per_archive", 0, integer=True)
         num("compress_level", 0, 9, integer=True)
+        if sec.get("test_subjects_per_class") is not None:
+            num("test_subjects_per_class", 1, 20, integer=True)  # NTU-60 has 20 cross-subject test subjects
     else:
         num("performances_per_class", 2, integer=True)
         num("actions_per_video", 1, integer=True)
@@ -449,15 +457,18 @@ def _ntu_class_plan(seed: int, label: int, ntu: Mapping, motion: Mapping) -> lis
     test = [s for s in pool if s not in NTU120_TRAIN_SUBJECTS]
     n = ntu["subjects_per_class"]
     n_train = (n + 1) // 2
+    n_test = ntu.get("test_subjects_per_class") or n - n_train
     chosen_train = [int(x) for x in r.choice(train, size=min(n_train, len(train)), replace=False)]
-    chosen_test = [int(x) for x in r.choice(test, size=min(n - n_train, len(test)), replace=False)]
+    chosen_test = [int(x) for x in r.choice(test, size=min(n_test, len(test)), replace=False)]
+    # training and test subjects alternate (the order of every earlier stand-in), the extra test subjects last
+    order = [s for pair in zip(chosen_train, chosen_test) for s in pair]
+    order += chosen_train[len(chosen_test):] + chosen_test[len(chosen_train):]
     even = [s for s in setups if s % 2 == 0]
     odd = [s for s in setups if s % 2 == 1]
     perfs = []
     two = label in TWO_PERSON["ntu120"]
     lo, hi = ntu["frames"]
-    for j in range(n):
-        subject = chosen_train[j // 2] if j % 2 == 0 else chosen_test[j // 2]
+    for j, subject in enumerate(order):
         setup = int(r.choice(even if j % 4 in (0, 3) else odd))
         for rep in range(1, ntu["replications"] + 1):
             pr = _rng(seed, "ntu-perf", label, subject, rep)

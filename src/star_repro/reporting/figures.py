@@ -53,7 +53,10 @@ def fig3_gamma(params: dict, runs_root: Path, exp_name: str, out: Path) -> None:
     metrics = json.loads((d / "metrics.json").read_text())
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for key, label, style in (("seen", "S (known)", "-o"), ("unseen", "U (unknown)", "-s"), ("h", "H", "-^")):
-        ax.plot(sweep["gamma"], sweep[key], style, ms=3, label=label)
+        (line,) = ax.plot(sweep["gamma"], sweep[key], style, ms=3, label=label)
+        band = _wilson_band(sweep[key], metrics.get(f"n_gzsl_{key}"))
+        if band is not None:  # 95 % Wilson interval of S and U at each γ (their test-sample counts)
+            ax.fill_between(sweep["gamma"], band[0], band[1], color=line.get_color(), alpha=0.15, lw=0)
     ax.axvline(float(metrics["gamma"]), color="grey", ls="--", lw=1, label=f"γ used = {float(metrics['gamma']):g}")
     ax.set_xlabel("calibration γ")
     ax.set_ylabel("accuracy (%)")
@@ -65,6 +68,16 @@ def fig3_gamma(params: dict, runs_root: Path, exp_name: str, out: Path) -> None:
     plt.close(fig)
 
 
+def _wilson_band(percent: np.ndarray, n) -> tuple[np.ndarray, np.ndarray] | None:
+    """Lower and upper 95 % Wilson bounds of accuracies given in percent over n samples (None without n)."""
+    from star_repro.metrics import wilson_interval
+
+    if not n:
+        return None
+    bounds = [wilson_interval(int(round(p * n / 100.0)), int(n)) for p in percent]
+    return np.array([b[0] for b in bounds]), np.array([b[1] for b in bounds])
+
+
 def fig3_m(params: dict, runs_root: Path, base: str, out: Path) -> None:
     plt = _plt()
     prof = params["profiles"][params["profile"]]["star"]
@@ -73,15 +86,19 @@ def fig3_m(params: dict, runs_root: Path, base: str, out: Path) -> None:
         if "fig3" in exp["tables"] and name.startswith(base + "_m"):
             points.append((int(exp["overrides"]["m"]), name))
     points.sort()
-    zsl, h = [], []
+    zsl, h, err = [], [], {"zsl": [], "h": []}
     for _m, name in points:
         met = json.loads((_eval_dir(runs_root, name, params) / "metrics.json").read_text())
         zsl.append(met["zsl_top1"])
         h.append(met["gzsl_h"])
+        for key, value in (("zsl", met["zsl_top1"]), ("h", met["gzsl_h"])):
+            iv = (met.get("ci95") or {}).get(key)
+            err[key].append((value - iv[0], iv[1] - value) if iv else (0.0, 0.0))
     ms = [m for m, _ in points]
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    ax.plot(ms, zsl, "-o", label="ZSL top-1")
-    ax.plot(ms, h, "-s", label="GZSL H")
+    # error bars: the 95 % interval of each run's test samples (Wilson for ZSL, bootstrap for H)
+    ax.errorbar(ms, zsl, yerr=np.array(err["zsl"]).T, fmt="-o", capsize=3, label="ZSL top-1")
+    ax.errorbar(ms, h, yerr=np.array(err["h"]).T, fmt="-s", capsize=3, label="GZSL H")
     ax.set_xscale("log", base=2)
     ax.set_xticks(ms, [str(m) for m in ms])
     ax.set_xlabel("visual-attribute prompts m")

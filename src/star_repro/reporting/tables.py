@@ -1,7 +1,9 @@
 """Tables 2–7 from run outputs only, beside the paper's numbers (CSV for machines, Markdown for people).
 
 Every number comes from `runs/<run>/eval/metrics.json`; the paper's values come from `paper_numbers.yaml`
-(unknown cells stay empty, never guessed). Several seeds give mean ± std. Synthetic data are marked in every row
+(unknown cells stay empty, never guessed). Several seeds give mean ± std. ZSL, S, U and H carry the 95 % interval
+of the run's test samples (`ci95` in metrics.json; several seeds: their samples pooled), so a reader sees how much
+of a difference the test set can resolve. Synthetic data are marked in every row
 and in every Markdown title.
 """
 from __future__ import annotations
@@ -32,10 +34,12 @@ TITLES = {
     6: "Table 6 — number of body parts (ZSL top-1; GZSL H, %)",
     7: "Table 7 — component ablation (ZSL top-1; GZSL H, %; Δ = variant − full model)",
 }
+# variants shown under another name: the negative control must not read as an ablation
+VARIANT_LABEL = {"control_deranged_text": "CONTROL: unknown-class text deranged (ZSL at or below chance)"}
 # what each row's runs rest on (evaluate records it from the embeddings' and backbone's records)
 INPUT_LABELS = ("descriptions", "encoder", "backbone")
 CSV_COLUMNS = ("table", "cell", "dataset", "protocol", "split", "method", "variant", "metric", "ours", "ours_std",
-               "n", "paper", "diff", "selection", "gamma", "profile", "data") + INPUT_LABELS + ("runs",)
+               "ci95_lo", "ci95_hi", "ci95_n", "n", "paper", "diff", "selection", "gamma", "profile", "data") + INPUT_LABELS + ("runs",)
 
 
 def cell_name(exp: dict, splits: dict) -> str:
@@ -92,9 +96,11 @@ def build_rows(params: dict, runs_root: Path) -> list[dict]:
             ours, std = _agg(values)
         diff = None if ours is None or paper_value is None else ours - paper_value
         sel = sorted({str(r.get("selection", "?")) for r in runs})
+        ci = _pooled_interval(runs, metric) if table != 5 else None
         return {"table": table, "cell": cell, "dataset": exp["dataset"], "protocol": exp["protocol"],
                 "split": exp["split"], "method": method, "variant": variant, "metric": metric,
-                "ours": ours, "ours_std": std, "n": len(values), "paper": paper_value, "diff": diff,
+                "ours": ours, "ours_std": std, "ci95_lo": ci and ci[0], "ci95_hi": ci and ci[1],
+                "ci95_n": ci and ci[2], "n": len(values), "paper": paper_value, "diff": diff,
                 "selection": "+".join(sel), "gamma": _gamma_text(runs), "profile": params["profile"], "data": data,
                 **{k: _input_label(runs, k) for k in INPUT_LABELS}, "runs": " ".join(r["_run"] for r in runs)}
 
@@ -160,6 +166,29 @@ def build_rows(params: dict, runs_root: Path) -> list[dict]:
     return rows
 
 
+def _pooled_interval(runs: list[dict], metric: str) -> tuple[float, float, int] | None:
+    """(low, high, test samples) of the 95 % interval of `metric` (zsl, seen, unseen, h) over the runs' test
+    samples pooled; None for other metrics or when a run predates `ci95`."""
+    from star_repro.metrics import pooled_intervals
+
+    if metric not in ("zsl", "seen", "unseen", "h"):
+        return None
+    rec = pooled_intervals([r.get("ci95") for r in runs])
+    if rec is None or rec[metric] is None:
+        return None
+    counts = rec["counts"]
+    n = counts["seen"][1] + counts["unseen"][1] if metric == "h" else counts[metric][1]
+    return rec[metric][0], rec[metric][1], n
+
+
+def _fmt_interval(r: dict) -> str:
+    """` [lo, hi]` for one run, ` [pooled lo, hi]` for several; empty without an interval."""
+    if r.get("ci95_lo") is None:
+        return ""
+    pooled = "pooled " if r["n"] > 1 else ""
+    return f" [{pooled}{r['ci95_lo']:.1f}, {r['ci95_hi']:.1f}]"
+
+
 def _input_label(runs: list[dict], key: str) -> str:
     """The description set, text encoder or backbone source of a row's runs ('+'-joined when they differ)."""
     from star_repro.provenance import NOT_RECORDED
@@ -202,7 +231,10 @@ def rows_to_markdown(table: int, rows: list[dict], params: dict) -> str:
     lines = [f"# {TITLES[table]}{mark}", ""]
     lines.append(f"Profile `{params['profile']}`; data `{params['data']['source']}`. Each cell: ours (paper, Δ). "
                  "– = not recovered / not run. Per row: model selection, γ, and what the runs rest on (the "
-                 "description set, the text encoder, the backbone: pretrained here or the authors' release).")
+                 "description set, the text encoder, the backbone: pretrained here or the authors' release). "
+                 "[lo, hi]: 95 % interval over the test samples (Wilson for ZSL, S, U; bootstrap over test "
+                 "samples at the run's γ for H); with several seeds, mean ± sd over seeds and the interval of "
+                 "their test samples pooled.")
     lines.append("")
     by_cell: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
@@ -232,12 +264,13 @@ def rows_to_markdown(table: int, rows: list[dict], params: dict) -> str:
                     continue
                 any_row = r
                 signed = k.endswith("_delta")
-                txt = _fmt(r["ours"], r["ours_std"], signed)
+                txt = _fmt(r["ours"], r["ours_std"], signed) + _fmt_interval(r)
                 if r["paper"] is not None:
                     d = "" if r["diff"] is None else f", {r['diff']:+.1f}"
                     txt += f" ({_fmt(r['paper'], signed=signed)}{d})"
                 cells.append(txt)
-            lines.append(f"| {METHOD_LABEL.get(method, method)} | {variant} | " + " | ".join(cells) +
+            lines.append(f"| {METHOD_LABEL.get(method, method)} | {VARIANT_LABEL.get(variant, variant)} | "
+                         + " | ".join(cells) +
                          f" | {any_row['selection']} | {any_row['gamma']} | {any_row['n']} | "
                          + " | ".join(any_row[k] for k in INPUT_LABELS) + " |")
         lines.append("")

@@ -744,6 +744,7 @@ def _evaluate(train_dir, processed_dir, protocol, split, embeddings_npz, backbon
         "dataset": dataset, "protocol": protocol, "split": split.name,
         "unknown_classes": unknown, "unknown_class_names": [names[u] for u in unknown],
         "n_zsl": int(zsl_rows.sum()), "n_gzsl_seen": gz["n_seen"], "n_gzsl_unseen": gz["n_unseen"],
+        "ci95": M.run_intervals(zsl_pred, zsl_target, gz_pred, labels, known_mask),
         "features_from_cache": hit, "inputs": run_inputs(embeddings_npz, backbone_dir),
     }
     write_json_atomic(out_dir / "metrics.json", _jsonable(result))

@@ -37,6 +37,19 @@ def _save_npz(path: Path, **arrays) -> None:
             np.savez(fh, **arrays)
 
 
+def _control_fields(mapping: dict, pred_class: np.ndarray, true_class: np.ndarray) -> dict:
+    """What a negative-control run (unknown-class text deranged) adds to metrics.json: the mapping, and how often
+    the prediction is the class that was *given the true class's text* (`zsl_follows_text`, percent, Wilson
+    interval). A STAR that transfers through text follows the text, so its control ZSL falls *below* chance
+    (roughly (100 − follows) / (|U| − 1)) while `zsl_follows_text` is near the full model's ZSL; a leak that
+    bypasses the text keeps the control's ZSL high instead."""
+    follows = np.asarray([mapping[int(p)] == int(t) for p, t in zip(pred_class, true_class)], bool)
+    k, n = int(follows.sum()), int(len(follows))
+    return {"text_mapping": {str(a): int(b) for a, b in mapping.items()},
+            "zsl_follows_text": M.accuracy(follows, np.ones(n, bool)), "zsl_follows_text_ci95":
+                (list(M.wilson_interval(k, n)) if n else None)}
+
+
 def evaluate_star(run_dir, processed_dir, protocol: str, split, embeddings_npz, backbone_dir, cfg: Mapping,
                   out_dir, device: str = "cpu", progress: bool = False, threads: int | None = None,
                   feature_cache=None) -> dict:
@@ -144,6 +157,10 @@ def _evaluate_star(run_dir, processed_dir, protocol, split, embeddings_npz, back
         "dataset": run.dataset, "protocol": protocol, "split": split.name,
         "unknown_classes": unknown, "unknown_class_names": [run.class_names[u] for u in unknown],
         "n_zsl": int(zsl_rows.sum()), "n_gzsl_seen": gz["n_seen"], "n_gzsl_unseen": gz["n_unseen"],
+        "ci95": M.run_intervals(zsl_pred, zsl_target, gz_pred, labels, known_mask),
+        "text_control": cfg["text_control"], "chance_zsl": 100.0 / len(unknown) if unknown else None,
+        **(_control_fields(run.text_mapping, np.asarray(unknown)[zsl_pred], labels[zsl_rows])
+           if run.text_mapping else {}),
         "inputs": run_inputs(embeddings_npz, backbone_dir),
     }
     write_json_atomic(out_dir / "metrics.json", result)

@@ -87,6 +87,7 @@ SPEC: dict[str, Any] = {
     "beta": _num(0),
     "use_mpce": _bool, "use_sce": _bool, "use_gce": _bool,
     "use_attention": _bool, "use_va_prompt": _bool, "use_sp_prompt": _bool,
+    "text_control": _enum("none", "derange_unknown"),
     "bn_mode": _enum("drift", "frozen"),
     "init": {"va_prompt_std": _std, "w_std": _std, "sp_prompt_std": _std},
     "optimizer": {

@@ -32,6 +32,7 @@ from star_repro.training.star_cfg import gamma_setting, resolve_star_cfg, uses_v
 HISTORY_COLUMNS = ("epoch", "lr", "loss", "mpce", "sce", "gce", "train_acc", "val_acc", "test_zsl")
 VAL_SEED_OFFSET = 7919  # keeps the validation draw independent of other uses of the seed
 TTA_SEED_OFFSET = 104729
+CONTROL_SEED_OFFSET = 1299709  # the negative control's derangement of unknown-class text
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -73,6 +74,35 @@ def load_embeddings(path: str | Path, num_parts: int) -> tuple[np.ndarray, np.nd
         if not np.isfinite(arr).all():
             raise InputFormatError(path, None, f"key {key!r} holds non-finite values")
     return names.astype(np.float32), parts.astype(np.float32)
+
+
+def unknown_derangement(unknown, seed: int) -> dict[int, int]:
+    """class -> the class whose text it gets: a random cycle through the unknown classes (Sattolo's shuffle), so
+    no unknown class keeps its own text; fixed by the seed."""
+    order = [int(u) for u in unknown]
+    if len(order) < 2:
+        raise StarReproError(f"text_control derange_unknown needs at least 2 unknown classes, got {order}")
+    rng = np.random.default_rng(seed + CONTROL_SEED_OFFSET)
+    cycle = list(order)
+    for i in range(len(cycle) - 1, 0, -1):
+        j = int(rng.integers(0, i))  # j < i: Sattolo, a single cycle
+        cycle[i], cycle[j] = cycle[j], cycle[i]
+    return dict(zip(order, cycle))
+
+
+def apply_text_control(names: np.ndarray, parts: np.ndarray, split, cfg: Mapping
+                       ) -> tuple[np.ndarray, np.ndarray, dict | None]:
+    """The negative control of `text_control: derange_unknown`: every unknown class's name and part embeddings
+    replaced by another unknown class's. Known classes are untouched, so training sees the same text as the full
+    model (up to SCE's unknown-class denominators) and only the unknown classes' semantics are broken: a STAR that
+    really transfers through text must then score at chance. Returns (names, parts, the mapping or None)."""
+    if cfg["text_control"] == "none":
+        return names, parts, None
+    mapping = unknown_derangement(split.unknown, int(cfg["seed"]))
+    src, dst = list(mapping.values()), list(mapping.keys())
+    names, parts = names.copy(), parts.copy()
+    names[dst], parts[:, dst] = names[src], parts[:, src]
+    return names, parts, mapping
 
 
 def load_backbone(backbone_dir: str | Path, split=None):
@@ -151,6 +181,7 @@ class RunData:
     test_idx: np.ndarray   # GZSL test set (all protocol test samples)
     zsl_idx: np.ndarray    # unknown-class test samples
     is_pku: bool           # PKU-MMD layout (samples carry a video name)
+    text_mapping: dict | None = None  # negative control: unknown class -> the class whose text it was given
 
 
 def prepare_run(processed_dir, protocol: str, split, embeddings_npz, cfg: Mapping) -> RunData:
@@ -164,6 +195,7 @@ def prepare_run(processed_dir, protocol: str, split, embeddings_npz, cfg: Mappin
     if split.num_classes != names.shape[0]:
         raise StarReproError(f"split {split.name} has {split.num_classes} classes but {embeddings_npz} has "
                              f"{names.shape[0]}")
+    names, parts, text_mapping = apply_text_control(names, parts, split, cfg)
     if len(ds.labels) and (ds.labels.min() < 0 or ds.labels.max() >= split.num_classes):
         raise StarReproError(f"{processed_dir}: labels outside 0..{split.num_classes - 1}")
     prot = ds.protocol(protocol)
@@ -183,7 +215,7 @@ def prepare_run(processed_dir, protocol: str, split, embeddings_npz, cfg: Mappin
                              f"under pku_passthrough, so window must be {ds.joints.shape[2]}, not "
                              f"{cfg['augment']['window']}")
     return RunData(ds, dataset, split, cfg, names, parts, class_names(dataset, names.shape[0]),
-                   train_idx, val_idx, test_idx, zsl_idx, is_pku)
+                   train_idx, val_idx, test_idx, zsl_idx, is_pku, text_mapping)
 
 
 def build_model(run: RunData, backbone, device):
