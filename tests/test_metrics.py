@@ -95,3 +95,28 @@ def test_gamma_grids():
     # 0.069 and 0.022 (paper Table 1) are not in the authors' list but are in the default grid
     assert 0.069 not in grid and 0.022 not in grid
     assert {0.012, 0.069, 0.022} <= set(M.DEFAULT_GAMMA_GRID)
+
+
+def _record(**extra) -> dict:
+    return {"accuracy_unit": "percent", "zsl_top1": 40.0, "gzsl_seen": 50.0, "gzsl_unseen": 30.0, "gzsl_h": 37.5,
+            "gamma": 0.012, "gamma_source": "fixed", "selection": "last", "seed": 3, "n_zsl": 60,
+            "n_gzsl_seen": 500, "n_gzsl_unseen": 60, "unknown_classes": [1, 2], "epoch": 7, **extra}
+
+
+def test_headline_has_fixed_keys_and_drops_the_rest():
+    from star_repro.metrics import HEADLINE_FROM, headline
+
+    star = headline(_record(part_pooling="released"))
+    baseline = headline(_record(method="revise", features_from_cache=True, gzsl_best_on_test={"h": 1.0}))
+    assert list(star) == list(baseline) == [*HEADLINE_FROM, "n_gzsl"]
+    assert star == {"ZSL": 40.0, "S": 50.0, "U": 30.0, "H": 37.5, "gamma": 0.012, "gamma_from": "fixed",
+                    "selection": "last", "seed": 3, "n_zsl": 60, "n_gzsl": 560}
+
+
+def test_headline_names_what_the_record_lacks():
+    from star_repro.metrics import headline
+
+    rec = _record()
+    del rec["gzsl_h"], rec["n_gzsl_unseen"]
+    with pytest.raises(KeyError, match="gzsl_h.*n_gzsl_unseen"):
+        headline(rec)

@@ -60,3 +60,58 @@ def test_dvc_yaml_is_flat_and_sorted(project_root):
     assert names == sorted(names)
     for st in doc["stages"].values():
         assert "${" not in yaml.safe_dump(st)  # literal, no templating
+
+
+def test_dvc_stages_read_their_own_params_file(project_root):
+    """DVC tracks params.yaml once (the params stage) and each stage through its own small file, so `dvc status`
+    parses no big params file per stage."""
+    from star_repro.registry import STAGE_PARAMS_DIR, STAGE_PARAMS_STAGE
+
+    doc = yaml.safe_load((project_root / "dvc.yaml").read_text())
+    params_stage = doc["stages"].pop(STAGE_PARAMS_STAGE)
+    assert params_stage["params"] == [{"params.yaml": None}] and params_stage["outs"] == [STAGE_PARAMS_DIR]
+    for name, st in doc["stages"].items():
+        assert "params" not in st, name
+        assert st["deps"][0] == f"{STAGE_PARAMS_DIR}/{name}.json", name
+
+
+def _changed_files(params: dict, dotted: str, value) -> set[str]:
+    from star_repro.registry import stage_params_files
+
+    changed = copy.deepcopy(params)
+    *parents, last = dotted.split(".")
+    node = changed
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    before, after = stage_params_files(params), stage_params_files(changed)
+    assert before.keys() == after.keys()
+    return {path.rsplit("/", 1)[1][:-len(".json")] for path in before if before[path] != after[path]}
+
+
+def test_a_params_file_changes_exactly_when_a_key_its_stage_reads_changes(project_root):
+    params = load_params(project_root / "params.yaml")
+    prof = params["profile"]
+    stages = build_stages(params)
+    star_readers = {st.name for st in stages if f"profiles.{prof}.star" in st.params}
+    assert star_readers and _changed_files(params, f"profiles.{prof}.star.alpha", 0.25) == star_readers
+    assert {n.split("_")[0] for n in star_readers} == {"train", "evaluate"}
+    # a data key reaches the prepare stages only; scheduling resources and other profiles reach none
+    assert _changed_files(params, "prepare.on_error", "skip") == {st.name for st in stages if st.kind == "prepare"}
+    assert _changed_files(params, "resources", {"train": {"threads": 4}}) == set()
+    other = next(p for p in params["profiles"] if p != prof)
+    assert _changed_files(params, f"profiles.{other}.star.alpha", 0.25) == set()
+
+
+def test_metrics_are_the_run_headlines_only(project_root):
+    """`dvc metrics show` is one table with fixed columns: only the evaluate stages declare metrics; bookkeeping
+    (prepare counts, pretraining figures, timings) are plain outputs."""
+    from star_repro.registry import headline_path
+
+    params = load_params(project_root / "params.yaml")
+    for st in build_stages(params):
+        if st.kind == "evaluate":
+            assert st.metrics == [headline_path(st.name[len("evaluate_"):])]
+        else:
+            assert not st.metrics, st.name
+        assert not [o for o in st.outs if o.startswith(("metrics/", "plots/"))], st.name

@@ -110,3 +110,25 @@ def confusion_matrix(pred: np.ndarray, target: np.ndarray, n: int) -> np.ndarray
     cm = np.zeros((n, n), np.int64)
     np.add.at(cm, (np.asarray(target, np.int64), np.asarray(pred, np.int64)), 1)
     return cm
+
+
+
+#: A run's headline metrics, in order, from the keys of its evaluation record: what `dvc metrics show` tabulates
+#: (one row per run, one column per key) and `dvc metrics diff` / `dvc exp show` compare. Fixed, so every run's
+#: row has the same columns. n_gzsl (all GZSL test samples) is added after them.
+HEADLINE_FROM: dict[str, str] = {"ZSL": "zsl_top1", "S": "gzsl_seen", "U": "gzsl_unseen", "H": "gzsl_h",
+                                 "gamma": "gamma", "gamma_from": "gamma_source", "selection": "selection",
+                                 "seed": "seed", "n_zsl": "n_zsl"}
+
+
+def headline(result: dict) -> dict:
+    """A run's headline metrics from its full evaluation record (`eval/metrics.json`, STAR or baseline): ZSL top-1
+    and GZSL S/U/H in percent, the γ used and where it came from (fixed | val | test-selected), the model
+    selection (last | val | test-selected), the seed and the test sample counts. Nothing else: bookkeeping and
+    per-class detail stay in the run folder."""
+    missing = [k for k in [*HEADLINE_FROM.values(), "n_gzsl_seen", "n_gzsl_unseen"] if k not in result]
+    if missing:
+        raise KeyError(f"evaluation record without {missing} (expected the keys of eval/metrics.json)")
+    out = {key: result[src] for key, src in HEADLINE_FROM.items()}
+    out["n_gzsl"] = result["n_gzsl_seen"] + result["n_gzsl_unseen"]
+    return out
