@@ -5,6 +5,7 @@ import copy
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from star_repro.config import load_params
@@ -115,3 +116,20 @@ def test_metrics_are_the_run_headlines_only(project_root):
         else:
             assert not st.metrics, st.name
         assert not [o for o in st.outs if o.startswith(("metrics/", "plots/"))], st.name
+
+
+def test_committed_headlines_have_the_fixed_keys(project_root):
+    """The committed demo results (metrics/runs/*.json) are headline files, each with exactly the fixed keys, and
+    every one belongs to an evaluate stage of the pipeline."""
+    import json
+
+    from star_repro.metrics import HEADLINE_FROM
+    from star_repro.registry import headline_path
+
+    files = sorted((project_root / "metrics" / "runs").glob("*.json"))
+    if not files:
+        pytest.skip("no committed metrics/runs/*.json in this checkout")
+    declared = {m for st in build_stages(load_params(project_root / "params.yaml")) for m in st.metrics}
+    for path in files:
+        assert list(json.loads(path.read_text())) == [*HEADLINE_FROM, "n_gzsl"], path
+        assert headline_path(path.stem) in declared, f"{path.name}: no evaluate stage writes it (stale?)"
