@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -174,6 +175,8 @@ def test_after_dvc_repro_sync_snakemake_leaves_it_nothing_to_do(synced_copy):
     rerun it too, until `star-repro sync snakemake` marks DVC's outputs as current."""
     root, env = synced_copy
     _set_param(root, "profiles.demo.baselines.revise.epochs", 2)
+    refused = subprocess.run([STAR_REPRO, "sync", "snakemake"], cwd=root, env=env, capture_output=True, text=True)
+    assert refused.returncode != 0 and "not up to date" in refused.stderr, refused.stderr
     ran = _ran(run([DVC, "repro"], root, env, timeout=600).stdout)
     assert ran == {"stage_params", "train_ntu60_xsub_55_5_revise_seed1", "evaluate_ntu60_xsub_55_5_revise_seed1",
                    "table2"}, ran

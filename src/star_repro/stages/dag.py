@@ -99,10 +99,10 @@ def run_sync(args) -> int:
     target = Path(args.dvc_yaml)
     if not target.is_file() or target.read_text(encoding="utf-8") != render_dvc_yaml(params):
         raise StarReproError(f"{target} is not the render of {args.params}: run `star-repro dag --write` first")
-    return (sync_dvc if args.engine == "dvc" else sync_snakemake)(params, args.params)
+    return sync_dvc(params) if args.engine == "dvc" else sync_snakemake(args.params)
 
 
-def sync_dvc(params: dict, params_path: str) -> int:
+def sync_dvc(params: dict) -> int:
     """Record the outputs of a Snakemake run in dvc.lock."""
     from star_repro.errors import StarReproError
     from star_repro.registry import STAGE_PARAMS_STAGE, build_stages
@@ -129,7 +129,7 @@ def sync_dvc(params: dict, params_path: str) -> int:
     return 0
 
 
-def sync_snakemake(params: dict, params_path: str) -> int:
+def sync_snakemake(params_path: str) -> int:
     """After `dvc repro`: mark DVC's up-to-date outputs as current for Snakemake (params metadata, timestamps)."""
     from star_repro.errors import StarReproError
 
