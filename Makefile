@@ -25,6 +25,7 @@ install: $(STAMP)
 demo: install
 	$(BIN)/star-repro dag --check
 	$(BIN)/star-repro warm -- $(BIN)/snakemake --workflow-profile workflow/profiles/default --cores $(CORES)
+	$(BIN)/star-repro sync dvc
 	$(BIN)/star-repro summary
 
 test: install
@@ -45,5 +46,5 @@ lock: install
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^star-repro' > constraints.txt
 
 clean-demo:
-	rm -rf data/synthetic data/processed data/descriptions data/embeddings data/pretrain data/checkpoints data/cache runs \
-	       results metrics plots benchmarks logs .snakemake
+	rm -rf data/synthetic data/processed data/descriptions data/embeddings data/pretrain data/checkpoints data/cache \
+	       data/stage_params runs results stats benchmarks logs .snakemake .dvc/cache .dvc/tmp

@@ -1,4 +1,4 @@
-"""Artefacts through a DVC remote: Snakemake builds, `dvc commit` records, `dvc push` shares; a fresh clone rebuilds
+"""Artefacts through a DVC remote: Snakemake builds, `star-repro sync dvc` records, `dvc push` shares; a fresh clone rebuilds
 the tables from the remote without training.
 
 The remote is a local folder (DVC treats it like any other remote; an S3-compatible store only changes the URL).
@@ -31,7 +31,8 @@ def git_commit_all(cwd: Path, env: dict, message: str) -> None:
 
 @pytest.fixture(scope="module")
 def pushed(tmp_path_factory, project_root):
-    """Machine A: a Snakemake run of the tiny demo DAG, recorded by `dvc commit`, pushed to a folder remote."""
+    """Machine A: a Snakemake run of the tiny demo DAG, recorded by `star-repro sync dvc` (writes DVC's per-stage
+    params files, then `dvc commit`), pushed to a folder remote."""
     params = tiny_params(project_root)
     tmp = tmp_path_factory.mktemp("dvc")
     a = copy_project(project_root, tmp / "a", params)
@@ -45,18 +46,18 @@ def pushed(tmp_path_factory, project_root):
     run([str(VENV_BIN / "snakemake"), "--workflow-profile", "workflow/profiles/default", "--cores", "2"], a, env,
         timeout=900)
     stale = dvc_status(a, env)
-    assert stale, "before `dvc commit` DVC must see Snakemake's outputs as unrecorded"
-    run([DVC, "commit", "--force", "--quiet"], a, env)
-    assert dvc_status(a, env) == {}, "after `dvc commit` the pipeline must be up to date for DVC"
+    assert stale, "before the sync DVC must see Snakemake's outputs as unrecorded"
+    run([str(VENV_BIN / "star-repro"), "sync", "dvc"], a, env, timeout=600)
+    assert dvc_status(a, env) == {}, "after `star-repro sync dvc` the pipeline must be up to date for DVC"
     # a `dvc repro` now has nothing to do: DVC agrees with what Snakemake built
     out = run([DVC, "repro", "--dry"], a, env).stdout
     assert "Running stage" not in out, out
-    git_commit_all(a, env, "results of a Snakemake run, recorded by dvc commit")
+    git_commit_all(a, env, "results of a Snakemake run, recorded in dvc.lock")
     run([DVC, "push", "--quiet"], a, env)
     return a, remote
 
 
-def test_dvc_status_is_clean_after_snakemake_and_commit(pushed):
+def test_dvc_status_is_clean_after_snakemake_and_sync(pushed):
     a, remote = pushed
     env = env_for(a)
     assert dvc_status(a, env) == {}

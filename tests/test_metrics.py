@@ -160,3 +160,40 @@ def test_run_intervals_count_the_predictions_and_pool_over_runs():
     pooled = M.pooled_intervals([rec, rec])
     assert pooled["counts"]["zsl"] == [4, 6] and pooled["zsl"] == list(M.wilson_interval(4, 6))
     assert M.pooled_intervals([rec, {}]) is None
+
+
+def _record(**extra) -> dict:
+    return {"accuracy_unit": "percent", "zsl_top1": 40.0, "gzsl_seen": 50.0, "gzsl_unseen": 30.0, "gzsl_h": 37.5,
+            "gamma": 0.012, "gamma_source": "fixed", "selection": "last", "seed": 3, "n_zsl": 60,
+            "n_gzsl_seen": 500, "n_gzsl_unseen": 60, "unknown_classes": [1, 2], "epoch": 7, **extra}
+
+
+def test_headline_has_fixed_keys_and_drops_the_rest():
+    from star_repro.metrics import HEADLINE_KEYS, headline
+
+    star = headline(_record(part_pooling="released"))
+    baseline = headline(_record(method="revise", features_from_cache=True, gzsl_best_on_test={"h": 1.0}))
+    assert list(star) == list(baseline) == HEADLINE_KEYS
+    assert star == {"ZSL": 40.0, "S": 50.0, "U": 30.0, "H": 37.5, "gamma": 0.012, "gamma_from": "fixed",
+                    "selection": "last", "seed": 3, "n_zsl": 60, "n_gzsl": 560,
+                    "ZSL_lo": None, "ZSL_hi": None, "S_lo": None, "S_hi": None, "U_lo": None, "U_hi": None,
+                    "H_lo": None, "H_hi": None}
+
+
+def test_headline_carries_the_run_intervals():
+    from star_repro.metrics import headline, interval_record
+
+    ci = interval_record({"zsl": [24, 60], "seen": [250, 500], "unseen": [18, 60]})
+    head = headline(_record(ci95=ci))
+    assert (head["ZSL_lo"], head["ZSL_hi"]) == tuple(ci["zsl"])
+    assert (head["U_lo"], head["U_hi"]) == tuple(ci["unseen"]) and (head["H_lo"], head["H_hi"]) == tuple(ci["h"])
+    assert head["ZSL_lo"] < 40.0 < head["ZSL_hi"]
+
+
+def test_headline_names_what_the_record_lacks():
+    from star_repro.metrics import headline
+
+    rec = _record()
+    del rec["gzsl_h"], rec["n_gzsl_unseen"]
+    with pytest.raises(KeyError, match="gzsl_h.*n_gzsl_unseen"):
+        headline(rec)

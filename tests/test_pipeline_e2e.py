@@ -3,7 +3,9 @@ outputs. Catches a broken link between stages, and checks what reruns when a par
 from __future__ import annotations
 
 import csv
+import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -86,26 +88,120 @@ def test_star_weight_change_reruns_training_not_data(tiny_copy, tmp_path):
                     "figure_fig5_confusion_ntu60_xsub_55_5"}, jobs
 
 
-def test_dvc_records_snakemake_outputs_and_reruns_only_what_a_param_touches(tiny_copy):
+STAR_REPRO = str(VENV_BIN / "star-repro")
+HEADLINE = "metrics/runs/ntu60_xsub_55_5_seed1.json"
+
+
+def _ran(dvc_stdout: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", dvc_stdout))
+
+
+def _set_param(root, dotted: str, value) -> None:
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    *parents, last = dotted.split(".")
+    node = params
+    for key in parents:
+        node = node[key]
+    assert last in node and node[last] != value, (dotted, node.get(last))
+    node[last] = value
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False, width=120))
+
+
+def _git_commit_all(root, env, message: str) -> None:
+    run(["git", "add", "-A"], root, env)
+    run(["git", "commit", "-q", "-m", message], root, env)
+
+
+@pytest.fixture(scope="module")
+def synced_copy(tiny_copy):
+    """The Snakemake run recorded for DVC by `star-repro sync dvc`, and its results (dvc.lock, metrics/, plots/)
+    committed to git, as the demo's are."""
     root, env = tiny_copy
     assert (root / ".dvc/config").is_file()  # the project ships its DVC setup
-    run([DVC, "commit", "-f", "-q"], root, env, timeout=600)
-    status = run([DVC, "status"], root, env).stdout
-    assert "up to date" in status.lower() or "no changes" in status.lower(), status
+    before = run([DVC, "status", "--json"], root, env).stdout
+    assert json.loads(before or "{}"), "before the sync DVC must see Snakemake's outputs as unrecorded"
+    run([STAR_REPRO, "sync", "dvc"], root, env, timeout=600)
+    _git_commit_all(root, env, "results of the Snakemake run")
+    return root, env
+
+
+def test_after_snakemake_and_sync_dvc_has_nothing_to_do(synced_copy):
+    root, env = synced_copy
+    status = run([DVC, "status", "--json"], root, env).stdout
+    assert json.loads(status or "{}") == {}, status
     again = run([DVC, "repro"], root, env, timeout=600).stdout
-    assert "Running stage" not in again, again[-2000:]
-    # the declared metrics and plots are readable by DVC's own commands
-    metrics = run([DVC, "metrics", "show", "--json"], root, env).stdout
-    assert "ntu60_xsub_55_5_seed1.json" in metrics and "zsl_top1" in metrics, metrics[:2000]
-    plots = run([DVC, "plots", "show", "-o", str(root / "dvc_plots")], root, env, timeout=600).stdout
-    assert (root / "dvc_plots" / "index.html").is_file(), plots[-2000:]
+    assert not _ran(again), again[-2000:]
+    # the sync recorded the outputs without rewriting them: Snakemake still finds nothing to do
+    out = run([SNAKEMAKE, "-n", "--cores", "2"], root, env)
+    assert not _jobs(out.stdout), out.stdout[-2000:]
+
+
+def test_dvc_metrics_are_the_fixed_headline_keys_and_plots_render(synced_copy):
+    from star_repro.metrics import HEADLINE_KEYS
+
+    root, env = synced_copy
+    shown = json.loads(run([DVC, "metrics", "show", "--json"], root, env).stdout)
+    runs = {path: body["data"] for path, body in shown[""]["data"].items()}  # "": the workspace
+    assert set(runs) == {HEADLINE, "metrics/runs/ntu60_xsub_55_5_revise_seed1.json"}, sorted(runs)
+    for path, data in runs.items():
+        assert list(data) == HEADLINE_KEYS, (path, data)
+        assert 0.0 <= data["ZSL"] <= 100.0 and data["n_zsl"] > 0
+    table = run([DVC, "metrics", "show"], root, env).stdout
+    assert "ZSL" in table and "prepare" not in table and "seconds" not in table, table
+    run([DVC, "plots", "show", "-o", str(root / "dvc_plots")], root, env, timeout=600)
     html = (root / "dvc_plots" / "index.html").read_text()
     assert "gamma_ntu60_xsub_55_5_seed1.tsv" in html, html[:2000]
-    # a data parameter that only prepare reads: prepare reruns, its outputs are identical, nothing else runs
-    text = (root / "params.yaml").read_text().replace("on_error: fail", "on_error: skip", 1)
-    (root / "params.yaml").write_text(text)
-    status = run([DVC, "status"], root, env).stdout
-    assert "prepare_ntu60" in status and "train_" not in status and "pretrain_" not in status, status
-    out = run([DVC, "repro"], root, env, timeout=600).stdout
-    ran = set(re.findall(r"Running stage '([^']+)'", out))
-    assert ran == {"prepare_ntu60"}, out[-3000:]
+
+
+def test_exp_run_of_a_star_loss_weight_reruns_only_the_star_run(synced_copy):
+    """`dvc exp run -S` reruns the STAR run's training, evaluation and the reports on it, nothing upstream and not
+    the baseline; `dvc exp show` lists the headline metrics; `dvc metrics diff HEAD` shows what moved."""
+    from star_repro.metrics import HEADLINE_KEYS
+
+    root, env = synced_copy
+    out = run([DVC, "exp", "run", "-S", "profiles.demo.star.alpha=0.2"], root, env, timeout=900).stdout
+    assert _ran(out) == {"stage_params", "train_ntu60_xsub_55_5_seed1", "evaluate_ntu60_xsub_55_5_seed1",
+                         "table2", "figure_fig5_confusion_ntu60_xsub_55_5"}, out[-3000:]
+    shown = run([DVC, "exp", "show", "--json"], root, env).stdout
+    # rows: the workspace, the baseline commit, and under it the experiment
+    rows = [r for top in json.loads(shown) for r in [top] + [rev for e in top.get("experiments") or []
+                                                             for rev in e["revs"]]]
+    alphas = [r["data"]["params"]["params.yaml"]["data"]["profiles"]["demo"]["star"]["alpha"] for r in rows]
+    heads = [r["data"]["metrics"][HEADLINE]["data"] for r in rows]
+    assert sorted(alphas) == [0.1, 0.2, 0.2], shown[:3000]
+    assert all(set(h) >= {"ZSL", "S", "U", "H", "gamma"} for h in heads), heads
+    diff = json.loads(run([DVC, "metrics", "diff", "HEAD", "--json"], root, env).stdout)
+    assert diff and set(diff) == {HEADLINE}, diff  # the baseline's headline did not move
+    assert set(diff[HEADLINE]) <= {"ZSL", "S", "U", "H", "gamma", *HEADLINE_KEYS[-8:]}, diff
+
+
+def test_after_dvc_repro_sync_snakemake_leaves_it_nothing_to_do(synced_copy):
+    """DVC reruns a stage after a parameter change; Snakemake's own record still holds the old value, so it would
+    rerun it too, until `star-repro sync snakemake` marks DVC's outputs as current."""
+    root, env = synced_copy
+    _set_param(root, "profiles.demo.baselines.revise.epochs", 2)
+    refused = subprocess.run([STAR_REPRO, "sync", "snakemake"], cwd=root, env=env, capture_output=True, text=True)
+    assert refused.returncode != 0 and "not up to date" in refused.stderr, refused.stderr
+    ran = _ran(run([DVC, "repro"], root, env, timeout=600).stdout)
+    assert ran == {"stage_params", "train_ntu60_xsub_55_5_revise_seed1", "evaluate_ntu60_xsub_55_5_revise_seed1",
+                   "table2"}, ran
+    assert "train_ntu60_xsub_55_5_revise_seed1" in _jobs(run([SNAKEMAKE, "-n", "--cores", "2"], root, env).stdout)
+    run([STAR_REPRO, "sync", "snakemake"], root, env, timeout=600)
+    out = run([SNAKEMAKE, "-n", "--cores", "2"], root, env)
+    assert not _jobs(out.stdout), out.stdout[-2000:]
+    assert json.loads(run([DVC, "status", "--json"], root, env).stdout or "{}") == {}
+
+
+def test_a_data_param_reaches_only_prepare(synced_copy):
+    """A key only prepare reads: after the params stage, DVC sees prepare changed and nothing else; the rerun gives
+    identical outputs, so nothing downstream runs."""
+    root, env = synced_copy
+    _set_param(root, "prepare.on_error", "skip")
+    status = json.loads(run([DVC, "status", "--json"], root, env).stdout)
+    assert set(status) == {"stage_params"}, status  # DVC names the changed key ...
+    assert "prepare" in json.dumps(status["stage_params"]), status
+    run([DVC, "repro", "stage_params"], root, env)
+    status = json.loads(run([DVC, "status", "--json"], root, env).stdout)
+    assert set(status) == {"prepare_ntu60"}, status  # ... and, once the params files are written, what it reaches
+    ran = _ran(run([DVC, "repro"], root, env, timeout=600).stdout)
+    assert ran == {"prepare_ntu60"}, ran

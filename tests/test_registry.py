@@ -5,6 +5,7 @@ import copy
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from star_repro.config import load_params
@@ -60,3 +61,75 @@ def test_dvc_yaml_is_flat_and_sorted(project_root):
     assert names == sorted(names)
     for st in doc["stages"].values():
         assert "${" not in yaml.safe_dump(st)  # literal, no templating
+
+
+def test_dvc_stages_read_their_own_params_file(project_root):
+    """DVC tracks params.yaml once (the params stage) and each stage through its own small file, so `dvc status`
+    parses no big params file per stage."""
+    from star_repro.registry import STAGE_PARAMS_DIR, STAGE_PARAMS_STAGE
+
+    doc = yaml.safe_load((project_root / "dvc.yaml").read_text())
+    params_stage = doc["stages"].pop(STAGE_PARAMS_STAGE)
+    assert params_stage["params"] == [{"params.yaml": None}] and params_stage["outs"] == [STAGE_PARAMS_DIR]
+    for name, st in doc["stages"].items():
+        assert "params" not in st, name
+        assert st["deps"][0] == f"{STAGE_PARAMS_DIR}/{name}.json", name
+
+
+def _changed_files(params: dict, dotted: str, value) -> set[str]:
+    from star_repro.registry import stage_params_files
+
+    changed = copy.deepcopy(params)
+    *parents, last = dotted.split(".")
+    node = changed
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    before, after = stage_params_files(params), stage_params_files(changed)
+    assert before.keys() == after.keys()
+    return {path.rsplit("/", 1)[1][:-len(".json")] for path in before if before[path] != after[path]}
+
+
+def test_a_params_file_changes_exactly_when_a_key_its_stage_reads_changes(project_root):
+    params = load_params(project_root / "params.yaml")
+    prof = params["profile"]
+    stages = build_stages(params)
+    star_readers = {st.name for st in stages if f"profiles.{prof}.star" in st.params}
+    assert star_readers and _changed_files(params, f"profiles.{prof}.star.alpha", 0.25) == star_readers
+    assert {n.split("_")[0] for n in star_readers} == {"train", "evaluate"}
+    # a data key reaches the prepare stages only; scheduling resources and other profiles reach none
+    assert _changed_files(params, "prepare.on_error", "skip") == {st.name for st in stages if st.kind == "prepare"}
+    assert _changed_files(params, "resources", {"train": {"threads": 4}}) == set()
+    other = next(p for p in params["profiles"] if p != prof)
+    assert _changed_files(params, f"profiles.{other}.star.alpha", 0.25) == set()
+
+
+def test_metrics_are_the_run_headlines_only(project_root):
+    """`dvc metrics show` is one table with fixed columns: only the evaluate stages declare metrics; bookkeeping
+    (prepare counts, pretraining figures, timings) are plain outputs."""
+    from star_repro.registry import headline_path
+
+    params = load_params(project_root / "params.yaml")
+    for st in build_stages(params):
+        if st.kind == "evaluate":
+            assert st.metrics == [headline_path(st.name[len("evaluate_"):])]
+        else:
+            assert not st.metrics, st.name
+        assert not [o for o in st.outs if o.startswith(("metrics/", "plots/"))], st.name
+
+
+def test_committed_headlines_have_the_fixed_keys(project_root):
+    """The committed demo results (metrics/runs/*.json) are headline files, each with exactly the fixed keys, and
+    every one belongs to an evaluate stage of the pipeline."""
+    import json
+
+    from star_repro.metrics import HEADLINE_KEYS
+    from star_repro.registry import headline_path
+
+    files = sorted((project_root / "metrics" / "runs").glob("*.json"))
+    if not files:
+        pytest.skip("no committed metrics/runs/*.json in this checkout")
+    declared = {m for st in build_stages(load_params(project_root / "params.yaml")) for m in st.metrics}
+    for path in files:
+        assert list(json.loads(path.read_text())) == HEADLINE_KEYS, path
+        assert headline_path(path.stem) in declared, f"{path.name}: no evaluate stage writes it (stale?)"

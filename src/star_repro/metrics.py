@@ -193,3 +193,34 @@ def pooled_intervals(records: Sequence[dict]) -> dict | None:
     keys = ("zsl", "seen", "unseen")
     counts = {k: [sum(r["counts"][k][0] for r in records), sum(r["counts"][k][1] for r in records)] for k in keys}
     return interval_record(counts)
+
+
+
+#: A run's headline metrics, in order, from the keys of its evaluation record: what `dvc metrics show` tabulates
+#: (one row per run, one column per key) and `dvc metrics diff` / `dvc exp show` compare. Fixed, so every run's
+#: row has the same columns. n_gzsl (all GZSL test samples) is added after them.
+HEADLINE_FROM: dict[str, str] = {"ZSL": "zsl_top1", "S": "gzsl_seen", "U": "gzsl_unseen", "H": "gzsl_h",
+                                 "gamma": "gamma", "gamma_from": "gamma_source", "selection": "selection",
+                                 "seed": "seed", "n_zsl": "n_zsl"}
+#: The 95 % interval of each accuracy (the record's `ci95`), as `<key>_lo` / `<key>_hi` columns after n_gzsl.
+HEADLINE_INTERVALS: dict[str, str] = {"ZSL": "zsl", "S": "seen", "U": "unseen", "H": "h"}
+#: Every headline key, in the order a headline file holds them.
+HEADLINE_KEYS: list[str] = [*HEADLINE_FROM, "n_gzsl",
+                            *(f"{key}_{end}" for key in HEADLINE_INTERVALS for end in ("lo", "hi"))]
+
+
+def headline(result: dict) -> dict:
+    """A run's headline metrics from its full evaluation record (`eval/metrics.json`, STAR or baseline): ZSL top-1
+    and GZSL S/U/H in percent, the γ used and where it came from (fixed | val | test-selected), the model
+    selection (last | val | test-selected), the seed, the test sample counts and the 95 % intervals of the
+    four accuracies (null where the record has none). Nothing else: bookkeeping and
+    per-class detail stay in the run folder."""
+    missing = [k for k in [*HEADLINE_FROM.values(), "n_gzsl_seen", "n_gzsl_unseen"] if k not in result]
+    if missing:
+        raise KeyError(f"evaluation record without {missing} (expected the keys of eval/metrics.json)")
+    out = {key: result[src] for key, src in HEADLINE_FROM.items()}
+    out["n_gzsl"] = result["n_gzsl_seen"] + result["n_gzsl_unseen"]
+    intervals = result.get("ci95") or {}
+    for key, ci_key in HEADLINE_INTERVALS.items():
+        out[f"{key}_lo"], out[f"{key}_hi"] = intervals.get(ci_key) or (None, None)
+    return out

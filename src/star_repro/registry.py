@@ -4,6 +4,11 @@
 The Snakefile creates one rule per stage; `dvc.yaml` is rendered from the same list (`render_dvc_yaml`) and
 committed; `star-repro dag --check` fails when the committed file is stale. Each stage lists the exact params
 keys it reads; `config.stage_params` gives the stage nothing else.
+
+How each engine sees those keys: Snakemake compares them as a rule parameter; DVC reads one small file per stage,
+`data/stage_params/<stage>.json` (exactly the stage's keys), written from params.yaml by the first DVC stage,
+`stage_params`. DVC parses a params file once per stage that names it, so tracking params.yaml itself cost a
+parse of the whole file (and a walk of every key) per stage: most of `dvc status`'s time on the demo.
 """
 from __future__ import annotations
 
@@ -19,6 +24,11 @@ RAW_FAMILY = {"ntu60": "ntu", "ntu120": "ntu", "pku1": "pku1"}
 # Descriptions: NTU-60 reads the first 60 classes of the NTU-120 cache (one place for each description).
 CACHE_DATASET = {"ntu60": "ntu120", "ntu120": "ntu120", "pku1": "pku1"}
 LIGHT = {"threads": 1, "mem_mb": 2000, "runtime": 10, "gpu": 0}
+# DVC's view of the params: one file per stage holding exactly its keys (see the module docstring)
+STAGE_PARAMS_DIR = "data/stage_params"
+STAGE_PARAMS_STAGE = "stage_params"
+# what decides those files besides params.yaml: the stage list and each stage's keys
+STAGE_PARAMS_CODE = ["src/star_repro/registry.py", "src/star_repro/reporting/figures.py", "src/star_repro/config.py"]
 
 
 def job_resources(params: dict, kind: str, default: dict) -> dict:
@@ -44,6 +54,20 @@ class Stage:
 
     def snakemake_outputs(self) -> list[str]:
         return self.outs + self.metrics + self.plots
+
+
+def headline_path(run: str) -> str:
+    """A run's headline metrics (fixed keys, `metrics.headline`): the DVC metrics, small and committed."""
+    return f"metrics/runs/{run}.json"
+
+
+def bookkeeping_path(stage: str) -> str:
+    """A stage's bookkeeping (counts, timings): an output, git-ignored, kept out of DVC's metrics table."""
+    return f"stats/{stage}.json"
+
+
+def stage_params_path(stage: str) -> str:
+    return f"{STAGE_PARAMS_DIR}/{stage}.json"
 
 
 def raw_dir(params: dict, dataset: str) -> str:
@@ -130,9 +154,8 @@ def build_stages(params: dict) -> list[Stage]:
             cmd=f"star-repro prepare --dataset {ds}",
             deps=[raw_dir(params, ds), "src/star_repro/data/prepare.py", "src/star_repro/data/fastparse.py",
                   "src/star_repro/data/ntu.py" if fam == "ntu" else "src/star_repro/data/pku.py"],
-            outs=[f"data/processed/{ds}"],
+            outs=[f"data/processed/{ds}", bookkeeping_path(f"prepare_{ds}")],
             params=["data.source", "data.raw_root", "prepare", f"protocols.{ds}"],
-            metrics=[f"metrics/prepare_{ds}.json"],
             resources=job_resources(params, "prepare", {"threads": 2, "mem_mb": 4000, "runtime": 120, "gpu": 0}),
         ))
 
@@ -184,9 +207,8 @@ def build_stages(params: dict) -> list[Stage]:
             deps=[f"data/processed/{ds}", "src/star_repro/models/shiftgcn.py",
                   "src/star_repro/models/temporal_shift.py", "src/star_repro/training/pretrain.py",
                   "src/star_repro/training/feeder.py"],
-            outs=[out],
+            outs=[out, bookkeeping_path(f"pretrain_{ds}_{proto}_{split}")],
             params=[f"profiles.{prof}.pretrain", f"splits.{split}"],
-            metrics=[f"metrics/pretrain_{ds}_{proto}_{split}.json"],
             plots=[f"plots/pretrain_{ds}_{proto}_{split}.tsv"],
             persist=[f"data/checkpoints/pretrain_{ds}_{proto}_{split}"],
             resources=job_resources(params, "pretrain", {"threads": 1, "mem_mb": 4000, "runtime": 600, "gpu": 1}),
@@ -226,7 +248,7 @@ def build_stages(params: dict) -> list[Stage]:
             + (["src/star_repro/training/evaluate.py"] if method == "star" else code),
             outs=[f"runs/{run}/eval"],
             params=exp_keys,
-            metrics=[f"metrics/runs/{run}.json"],
+            metrics=[headline_path(run)],
             plots=[f"plots/gamma_{run}.tsv"],
             resources=job_resources(params, "evaluate", {"threads": 1, "mem_mb": 4000, "runtime": 120, "gpu": 1}),
         ))
@@ -275,7 +297,7 @@ def build_stages(params: dict) -> list[Stage]:
 
 
 def _check_unique(stages: list[Stage]) -> None:
-    seen: dict[str, str] = {}
+    seen: dict[str, str] = {STAGE_PARAMS_STAGE: "(DVC's params stage)"}
     for st in stages:
         if st.name in seen:
             raise ValueError(f"duplicate stage name {st.name}")
@@ -290,13 +312,32 @@ def stages_by_name(params: dict) -> dict[str, Stage]:
     return {s.name: s for s in build_stages(params)}
 
 
+def stage_params_files(params: dict) -> dict[str, str]:
+    """{path: text} of DVC's per-stage params files: each holds exactly the keys its stage reads (what
+    `config.stage_params` gives the stage), so the file changes exactly when one of those keys does."""
+    import json
+
+    from star_repro.config import subset
+
+    return {stage_params_path(st.name): json.dumps(subset(params, st.params), sort_keys=True, indent=1) + "\n"
+            for st in build_stages(params)}
+
+
 def render_dvc_yaml(params: dict) -> str:
-    """dvc.yaml as flat literal stages (no templating), sorted by name: a stable, reviewable file."""
+    """dvc.yaml as flat literal stages (no templating), sorted by name: a stable, reviewable file.
+
+    The first stage writes the per-stage params files from params.yaml (tracked whole, so `dvc status` names the
+    key that changed); every other stage depends on its own file instead of naming params.yaml keys."""
     import yaml
 
-    doc: dict[str, Any] = {"stages": {}}
-    for st in sorted(build_stages(params), key=lambda s: s.name):
-        entry: dict[str, Any] = {"cmd": st.cmd, "deps": list(st.deps), "params": list(st.params)}
+    entries: dict[str, Any] = {STAGE_PARAMS_STAGE: {
+        "cmd": "star-repro dag --stage-params",
+        "deps": list(STAGE_PARAMS_CODE),
+        "params": [{"params.yaml": None}],
+        "outs": [STAGE_PARAMS_DIR],
+    }}
+    for st in build_stages(params):
+        entry: dict[str, Any] = {"cmd": st.cmd, "deps": [stage_params_path(st.name)] + list(st.deps)}
         outs: list[Any] = []
         for o in st.outs:
             outs.append(o)
@@ -307,7 +348,8 @@ def render_dvc_yaml(params: dict) -> str:
             entry["metrics"] = [{m: {"cache": False}} for m in st.metrics]
         if st.plots:
             entry["plots"] = [{p: {"cache": False}} for p in st.plots]
-        doc["stages"][st.name] = entry
+        entries[st.name] = entry
+    doc = {"stages": {name: entries[name] for name in sorted(entries)}}
     header = ("# GENERATED from the stage registry (src/star_repro/registry.py) and params.yaml by\n"
               "# `star-repro dag --write`. Do not edit by hand: `star-repro dag --check` fails when this is stale.\n")
     return header + yaml.safe_dump(doc, sort_keys=False, width=120)

@@ -5,6 +5,7 @@ Each entry finds its stage in the registry, takes exactly the params keys declar
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -133,7 +134,7 @@ def run_synth(args) -> int:
 
 def run_prepare(args) -> int:
     from star_repro.data import prepare
-    from star_repro.registry import raw_dir
+    from star_repro.registry import bookkeeping_path, raw_dir
 
     name = f"prepare_{args.dataset}"
     p = _stage(args, name)
@@ -154,7 +155,7 @@ def run_prepare(args) -> int:
     else:
         metrics = prepare.prepare_pku(raw, out, protocols, on_error=cfg["on_error"], workers=cfg["workers"],
                                       arccos=cfg["pku_arccos"])
-    _write_json(f"metrics/{name}.json", metrics)
+    _write_json(bookkeeping_path(name), metrics)
     if args.export == "npz":
         for proto in protocols:
             prepare.export_npz(out, proto, Path("data/export") / f"{args.dataset}_{proto}.npz")
@@ -268,7 +269,9 @@ def run_pretrain(args) -> int:
         return 0
     _publish(work, Path("data/pretrain") / f"{args.dataset}_{args.protocol}_{args.split}",
              ["model.pt", "config.json", "metrics.json", "history.tsv"])
-    _write_json(f"metrics/{name}.json", result)
+    from star_repro.registry import bookkeeping_path
+
+    _write_json(bookkeeping_path(name), result)
     _copy(work / "history.tsv", f"plots/{name}.tsv")
     return 0
 
@@ -343,6 +346,12 @@ def run_evaluate(args) -> int:
         metrics = evaluate_fn(run_dir / "train", inputs["processed"], inputs["protocol"], inputs["split"], emb,
                               inputs["backbone"], cfg, tmp, device=resolve_device(args.device),
                               feature_cache=FEATURE_CACHE)
-    _write_json(f"metrics/runs/{args.experiment}_seed{args.seed}.json", metrics)
+    from star_repro.io import write_text_atomic
+    from star_repro.metrics import headline
+    from star_repro.registry import headline_path
+
+    # in the headline's own key order (ZSL, S, U, H, ...): DVC's tables show the columns in file order
+    write_text_atomic(headline_path(f"{args.experiment}_seed{args.seed}"),
+                      json.dumps(headline(metrics), indent=2) + "\n")
     _copy(run_dir / "eval" / "gamma_sweep.tsv", f"plots/gamma_{args.experiment}_seed{args.seed}.tsv")
     return 0
