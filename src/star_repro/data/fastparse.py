@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from star_repro.errors import InputFormatError
+
 _FRONT = 32  # blank bytes before the text: right-aligned windows never start before the buffer
 _PAD = 32  # blank bytes after the text: left-aligned windows never run past the buffer
 _WS_BYTES = (9, 10, 11, 12, 13, 32)
@@ -24,6 +26,9 @@ _NUMERIC_CHARS = np.zeros(256, bool)
 _NUMERIC_CHARS[[ord(c) for c in "0123456789.+-eE"]] = True
 _FLOAT_RE = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _TOKEN_RE = re.compile(rb"[^\x00-\x20]*")  # a token ends at any byte <= 32, as in `tokenize`
+
+# float64 magnitudes at or above this round to +-inf when stored as float32 (half an ulp above float32's max)
+FLOAT32_LIMIT = 2.0 ** 128 - 2.0 ** 103
 
 _POW10 = np.array([10.0 ** k for k in range(23)], np.float64)
 _CTZ16 = np.array([16] + [(v & -v).bit_length() - 1 for v in range(1, 1 << 16)], np.int64)  # lowest set bit
@@ -83,6 +88,36 @@ def tokenize(data: bytes) -> Tokens:
     return Tokens(buf=buf, start=starts, line_tok=line_tok, size=n, nonws=nonws, raw=raw)
 
 
+def float32_overflow(values: np.ndarray) -> np.ndarray:
+    """Mask of float64 values that would become +-inf (or are not finite) as float32: one vectorised pass."""
+    return ~(np.abs(values) < FLOAT32_LIMIT)
+
+
+def describe_bad_number(text: str) -> str:
+    """Why a token the parser refused (or that overflows float32) cannot be stored, for error messages."""
+    if _FLOAT_RE.fullmatch(text):
+        return f"value {text!r} does not fit float32 (|value| must be below 3.4028235e38)"
+    return f"value {text!r} is not a decimal number"
+
+
+def describe_bad_byte(tokens: Tokens, offset: int) -> str:
+    """Why byte `offset` of `tokens.buf` (from `first_bad_char`) is refused: names the byte and the encoding."""
+    b = int(tokens.buf[offset])
+    if offset == _FRONT and tokens.raw[_FRONT:_FRONT + 3] == b"\xef\xbb\xbf":
+        return "the file starts with a UTF-8 byte-order mark: expected plain ASCII text of decimal numbers"
+    if offset == _FRONT and tokens.raw[_FRONT:_FRONT + 2] in (b"\xff\xfe", b"\xfe\xff"):
+        return "the file starts with a UTF-16 byte-order mark: expected plain ASCII text of decimal numbers"
+    if b >= 128 or b < 9:
+        return f"byte 0x{b:02x} is not ASCII text: expected plain ASCII decimal numbers (a binary or non-ASCII file?)"
+    return f"non-numeric character {chr(b)!r}: every value must be a decimal number"
+
+
+def cr_only_line_ends(tokens: Tokens) -> bool:
+    """True when the text has carriage returns but no line feed (classic Mac line ends): one long line."""
+    text = tokens.text_bytes
+    return bool((text == 13).any()) and not bool((text == 10).any())
+
+
 def bad_char_offsets(tokens: Tokens) -> np.ndarray:
     """Text offsets (not `buf` offsets) of every byte that is neither blank nor part of a number
     (digits . + - e E). Control characters other than tab, LF, VT, FF and CR count as bad."""
@@ -95,6 +130,25 @@ def bad_char_offsets(tokens: Tokens) -> np.ndarray:
     pos = np.flatnonzero(screen)
     ch = buf[pos]
     return pos[~(_NUMERIC_CHARS[ch] | np.isin(ch, _WS_BYTES))]
+
+
+def first_non_text_byte(tokens: Tokens) -> int:
+    """Offset in `tokens.buf` of the first byte that is not ASCII text (>= 0x80, or a control byte other than
+    tab, LF, VT, FF, CR), or -1. Only error paths call it, to say "wrong encoding" rather than "wrong count"."""
+    bad = bad_char_offsets(tokens)
+    ch = tokens.text_bytes[bad]
+    bad = bad[(ch >= 128) | (ch < 9)]
+    return int(bad[0]) + _FRONT if len(bad) else -1
+
+
+def reject_non_text(tok: Tokens, source: str) -> None:
+    """Raise when the text is not ASCII (binary, UTF-16, a byte-order mark) or has CR-only line ends: on error
+    paths, so that the message names the encoding problem instead of a count it caused."""
+    bad_at = first_non_text_byte(tok)
+    if bad_at >= 0:
+        raise InputFormatError(source, line_at_offset(tok, bad_at), describe_bad_byte(tok, bad_at))
+    if cr_only_line_ends(tok):
+        raise InputFormatError(source, 1, "line ends are carriage returns only (CR): expected LF or CRLF line ends")
 
 
 def first_bad_char(tokens: Tokens) -> int:

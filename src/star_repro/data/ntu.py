@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from star_repro.data.fastparse import (Tokens, bad_char_offsets, first_bad_char, line_at_offset, parse_floats,
-                                       parse_uints, tokenize)
+from star_repro.data.fastparse import (Tokens, bad_char_offsets, describe_bad_byte, describe_bad_number,
+                                       first_bad_char, float32_overflow, line_at_offset, parse_floats, parse_uints,
+                                       reject_non_text, tokenize)
 from star_repro.errors import InputFormatError, StarReproError
 
 NUM_JOINTS = 25
@@ -125,7 +126,9 @@ def parse_skeleton(data: bytes | str, source: str) -> RawSkeleton:
     line that is not one non-negative integer; a body info line without 10 values or a joint line without 12
     values (the published parser would silently take the first 3); a joint count other than 25; a token that
     is not a decimal number (joint x, y, z and every count are parsed strictly; the remaining columns, which
-    the pipeline never reads, are checked for number characters); a frame declaring more or fewer bodies than
+    the pipeline never reads, are checked for number characters); a joint coordinate that does not fit
+    float32 (it would be stored as inf); bytes that are not ASCII text (binary files, byte-order marks) and
+    CR-only line ends, named as such; a frame declaring more or fewer bodies than
     its lines hold; a file that ends inside a frame (truncated) or before the declared number of frames; text
     after the last frame; a body ID appearing twice in one frame. A file whose frames all have 0 bodies raises
     `MissingSkeletonError`.
@@ -136,10 +139,12 @@ def parse_skeleton(data: bytes | str, source: str) -> RawSkeleton:
     name = _sample_stem(source)
     tok = tokenize(data)
     if tok.n_tokens == 0:
+        reject_non_text(tok, source)
         raise InputFormatError(source, 1, "empty file: expected the number of frames on line 1")
     counts = tok.counts()
     n_eff = int(np.flatnonzero(counts)[-1]) + 1  # trailing blank lines are fine
     if counts[0] != 1:
+        reject_non_text(tok, source)
         raise InputFormatError(source, 1, f"expected the number of frames (one integer), found {counts[0]} values")
     # Every integer the structure needs, parsed in one pass: the first token of each 1-value line (frame
     # count, body counts, joint counts) and of each 10-value line (body IDs).
@@ -151,6 +156,7 @@ def parse_skeleton(data: bytes | str, source: str) -> RawSkeleton:
     int_at[ones], int_at[tens] = ints[:len(ones)], ints[len(ones):]
     bad_at_line[ones], bad_at_line[tens] = ints_bad[:len(ones)], ints_bad[len(ones):]
     if bad_at_line[0]:
+        reject_non_text(tok, source)
         raise InputFormatError(source, 1, f"expected the number of frames (an integer), found {tok.text(0)!r}")
     n_frames = int(int_at[0])
     # Body-count lines: 1-value lines not right after a body info line (those are joint counts).
@@ -176,14 +182,13 @@ def parse_skeleton(data: bytes | str, source: str) -> RawSkeleton:
         expected[info + 1] = 1
         ok = np.array_equal(expected, counts[:n_eff])
     if not ok:
+        reject_non_text(tok, source)
         _explain_structure(tok, counts, n_eff, n_frames, source)
         raise InputFormatError(source, None, "inconsistent frame structure")  # _explain_structure always raises
 
     bad_at = first_bad_char(tok)
     if bad_at >= 0:
-        line = line_at_offset(tok, bad_at)
-        raise InputFormatError(source, line, f"non-numeric character {chr(tok.buf[bad_at])!r}: "
-                                             "every value must be a decimal number")
+        raise InputFormatError(source, line_at_offset(tok, bad_at), describe_bad_byte(tok, bad_at))
     id_tok = tok.line_tok[info]
     ids_num, ids_bad = int_at[info], bad_at_line[info]
     wrong = np.flatnonzero(bad_at_line[info + 1] | (int_at[info + 1] != NUM_JOINTS))
@@ -194,9 +199,10 @@ def parse_skeleton(data: bytes | str, source: str) -> RawSkeleton:
     joint_lines = info[:, None] + 2 + np.arange(NUM_JOINTS)
     xyz_tok = tok.line_tok[joint_lines][..., None] + np.arange(3)
     xyz, xyz_bad = parse_floats(tok, xyz_tok.ravel())
+    xyz_bad |= float32_overflow(xyz)
     if xyz_bad.any():
         t = int(xyz_tok.ravel()[np.flatnonzero(xyz_bad)[0]])
-        raise InputFormatError(source, tok.line_of(t), f"joint coordinate {tok.text(t)!r} is not a decimal number")
+        raise InputFormatError(source, tok.line_of(t), f"joint coordinate: {describe_bad_number(tok.text(t))}")
     xyz = xyz.astype(np.float32).reshape(n_bodies, NUM_JOINTS, 3)
 
     return _assemble(tok, source, name, n_frames, bvals, occ_frame, info, id_tok, ids_num, ids_bad, xyz)
@@ -326,7 +332,9 @@ def parse_skeletons(items: list[tuple[bytes, str]]) -> list[RawSkeleton | StarRe
     joint_lines = info[:, None] + 2 + np.arange(NUM_JOINTS)
     xyz_tok = tok.line_tok[joint_lines][..., None] + np.arange(3)
     xyz, xyz_bad = parse_floats(tok, xyz_tok.ravel())
+    xyz_bad |= float32_overflow(xyz)
     if xyz_bad.any():
+        xyz[xyz_bad] = 0  # those files are parsed again alone, which names the value; no overflow in the cast
         ok[focc[np.unique(np.flatnonzero(xyz_bad) // (3 * NUM_JOINTS))]] = False
     xyz = xyz.astype(np.float32).reshape(-1, NUM_JOINTS, 3)
     bl_start = np.searchsorted(fbl, np.arange(k))

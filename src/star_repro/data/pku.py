@@ -21,8 +21,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from star_repro.data.fastparse import first_bad_char, line_at_offset, parse_floats, tokenize
+from star_repro.data.fastparse import (describe_bad_byte, describe_bad_number, first_bad_char, float32_overflow,
+                                       line_at_offset, parse_floats, reject_non_text, tokenize)
 from star_repro.errors import InputFormatError
+from star_repro.io import decode_text
 
 NUM_JOINTS = 25
 ROW_VALUES = 150  # 2 persons x 25 joints x (x, y, z)
@@ -73,70 +75,110 @@ def parse_video_name(video: str) -> tuple[int, int]:
     return int(m.group(1)), VIEWS.index(m.group(2)) + 1
 
 
-def clip_name(video: str, action: int, row: int) -> str:
+def clip_name(video: str, action: int | None, row: int) -> str:
+    """F{video}V{view}C{action}L{row}; a row whose action id did not parse gets `C???` (rejected rows only)."""
     vid, view = parse_video_name(video)
-    return f"F{vid:03d}V{view:03d}C{action:03d}L{row:03d}"
+    act = "???" if action is None else f"{action:03d}"
+    return f"F{vid:03d}V{view:03d}C{act}L{row:03d}"
 
 
 def read_skeleton_file(data: bytes | str, source: str) -> np.ndarray:
     """A long-video skeleton file -> (frames, 150) float64, exactly what `np.loadtxt` gives.
 
-    Every non-blank line must hold 150 decimal numbers; blank lines are only allowed at the end.
+    Every non-blank line must hold 150 decimal numbers; blank lines are only allowed at the end. Values must
+    fit float32 (the clips store float32). Non-ASCII bytes and CR-only line ends are named as such.
     """
     if isinstance(data, str):
         data = data.encode("utf-8")
     tok = tokenize(data)
     if tok.n_tokens == 0:
+        reject_non_text(tok, source)
         raise InputFormatError(source, 1, f"empty skeleton file: expected one line of {ROW_VALUES} numbers per frame")
     counts = tok.counts()
     n_eff = int(np.flatnonzero(counts)[-1]) + 1
     wrong = np.flatnonzero(counts[:n_eff] != ROW_VALUES)
     if len(wrong):
+        reject_non_text(tok, source)
         i = int(wrong[0])
         what = "a blank line" if counts[i] == 0 else f"{int(counts[i])} values"
         raise InputFormatError(source, i + 1, f"expected {ROW_VALUES} values (2 persons x 25 joints x xyz), "
                                               f"found {what}")
     bad_at = first_bad_char(tok)
     if bad_at >= 0:
-        raise InputFormatError(source, line_at_offset(tok, bad_at),
-                               f"non-numeric character {chr(tok.buf[bad_at])!r}: every value must be a number")
+        raise InputFormatError(source, line_at_offset(tok, bad_at), describe_bad_byte(tok, bad_at))
     vals, bad = parse_floats(tok, np.arange(n_eff * ROW_VALUES))
+    bad |= float32_overflow(vals)
     if bad.any():
         t = int(np.flatnonzero(bad)[0])
-        raise InputFormatError(source, tok.line_of(t), f"value {tok.text(t)!r} is not a decimal number")
+        raise InputFormatError(source, tok.line_of(t), describe_bad_number(tok.text(t)))
     return vals.reshape(n_eff, ROW_VALUES)
 
 
-def read_label_file(data: bytes | str, source: str, num_frames: int | None = None) -> list[LabelRow]:
-    """`action,start,end,confidence` per line (1-based inclusive frames); with `num_frames`, every row must end
-    within the skeleton file (see `check_label_range` to check rows one by one instead)."""
+@dataclass
+class LabelRowError:
+    """A label row that cannot become a clip: its row number (kept, so the other clips keep their names), the
+    action id when it parsed, and the error naming file and line."""
+
+    row: int
+    action: int | None
+    error: InputFormatError
+
+
+def parse_label_rows(data: bytes | str, source: str) -> tuple[list[LabelRow], list[LabelRowError]]:
+    """Every non-blank line of a label file is one action row, numbered in order (the L of the clip name).
+
+    Bad rows (field count, non-integers, action outside 1..51, start < 1 or end < start) come back as
+    `LabelRowError` in place of a row and keep their number, so that under `on_error: skip` one bad row
+    rejects only its own clip. The text must be ASCII (an error names the file, line and encoding).
+    """
     if isinstance(data, bytes):
-        data = data.decode("utf-8", "replace")
+        data = decode_text(data, source, "ascii")
     rows: list[LabelRow] = []
+    errors: list[LabelRowError] = []
+    n = 0
     for line_no, line in enumerate(data.splitlines(), start=1):
         text = line.strip()
         if not text:
             continue
+        n += 1
         fields = [f.strip() for f in text.split(",")]
         if len(fields) == 5 and fields[-1] == "":
             fields = fields[:4]
-        if len(fields) != 4:
-            raise InputFormatError(source, line_no, f"expected 4 comma-separated integers "
-                                                    f"(action,start,end,confidence), found {len(fields)} fields")
         try:
-            action, start, end, conf = (int(f) for f in fields)
-        except ValueError:
-            raise InputFormatError(source, line_no, f"expected integers action,start,end,confidence, "
-                                                    f"found {text!r}") from None
-        if not 1 <= action <= NUM_CLASSES:
-            raise InputFormatError(source, line_no, f"action id must be 1..{NUM_CLASSES}, found {action}")
-        if start < 1 or end < start:
-            raise InputFormatError(source, line_no, f"frames must satisfy 1 <= start <= end, found "
-                                                    f"start={start} end={end}")
-        rows.append(LabelRow(row=len(rows) + 1, line=line_no, action=action, start=start, end=end,
-                             confidence=conf))
-        if num_frames is not None:
-            check_label_range(rows[-1], num_frames, source)
+            if len(fields) != 4:
+                raise InputFormatError(source, line_no, f"expected 4 comma-separated integers "
+                                                        f"(action,start,end,confidence), found {len(fields)} fields")
+            try:
+                action, start, end, conf = (int(f) for f in fields)
+            except ValueError:
+                raise InputFormatError(source, line_no, f"expected integers action,start,end,confidence, "
+                                                        f"found {text!r}") from None
+            if not 1 <= action <= NUM_CLASSES:
+                raise InputFormatError(source, line_no, f"action id must be 1..{NUM_CLASSES}, found {action}")
+            if start < 1 or end < start:
+                raise InputFormatError(source, line_no, f"frames must satisfy 1 <= start <= end, found "
+                                                        f"start={start} end={end}")
+        except InputFormatError as exc:
+            action = int(fields[0]) if fields[0].isdigit() and 1 <= int(fields[0]) <= NUM_CLASSES else None
+            errors.append(LabelRowError(row=n, action=action, error=exc))
+            continue
+        rows.append(LabelRow(row=n, line=line_no, action=action, start=start, end=end, confidence=conf))
+    return rows, errors
+
+
+def read_label_file(data: bytes | str, source: str, num_frames: int | None = None) -> list[LabelRow]:
+    """`action,start,end,confidence` per line (1-based inclusive frames), raising at the first bad row; with
+    `num_frames`, every row must end within the skeleton file (see `check_label_range` to check rows one by
+    one instead). An empty file is an error: a video with a label file but no actions is never silent."""
+    rows, errors = parse_label_rows(data, source)
+    if errors:
+        raise errors[0].error
+    if not rows:
+        raise InputFormatError(source, 1, "empty label file: expected one row action,start,end,confidence "
+                                          "per labelled action")
+    if num_frames is not None:
+        for row in rows:
+            check_label_range(row, num_frames, source)
     return rows
 
 

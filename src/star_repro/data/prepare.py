@@ -21,6 +21,7 @@ import os
 import sys
 import time
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -33,12 +34,16 @@ from star_repro.data.classes import classes_of
 from star_repro.data.ntu import NTU_ARCHIVES, NTU_FOLDER, NTU_MISSING_LISTS, NTU_SCOPE
 from star_repro.data.splits import ntu_protocol_indices, parse_pku_split_file, pku_protocol_indices
 from star_repro.errors import InputFormatError, StarReproError
-from star_repro.io import atomic_dir, atomic_path, canonical_json
+from star_repro.io import atomic_dir, atomic_path, canonical_json, read_text
 
 PKU_SPLIT_FILES = ("cross-subject.txt", "cross-view.txt")
 SAMPLE_COLUMNS = ("index", "name", "label", "setup", "camera", "subject", "replication", "video", "frames")
 REJECTED_COLUMNS = ("name", "file", "line", "reason")
 PARSE_BATCH = 32  # NTU files parsed together in one set of vectorised passes
+# Everything reading one zip member can raise on a damaged archive: bad CRC (BadZipFile), a corrupt deflate
+# stream (zlib.error), a truncated member (EOFError), an unsupported compression method (NotImplementedError),
+# encryption (RuntimeError), I/O (OSError).
+ZIP_READ_ERRORS = (OSError, zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError)
 log = logging.getLogger(__name__)
 
 
@@ -78,10 +83,13 @@ def discover_ntu_inputs(raw_dir: str | Path, dataset: str) -> dict:
     }
 
 
-def list_ntu_entries(sources: Iterable[str | Path]) -> tuple[list[NtuEntry], list[tuple[str, str, str]]]:
+def list_ntu_entries(sources: Iterable[str | Path], on_error: str = "fail"
+                     ) -> tuple[list[NtuEntry], list[tuple[str, str, str]]]:
     """Every `.skeleton` in the zips/folders, by sample name; and (name, file, reason) for unusable names.
 
-    Zip archives are listed from their central directory only. A sample found twice is an error naming both.
+    Zip archives are listed from their central directory only; an archive that cannot be opened is an error
+    naming it. A sample found twice is an error naming both copies; under `on_error="skip"` the first copy
+    (in source order) is kept and every later one is listed with the reason.
     """
     found: dict[str, NtuEntry] = {}
     bad_names: list[tuple[str, str, str]] = []
@@ -90,8 +98,12 @@ def list_ntu_entries(sources: Iterable[str | Path]) -> tuple[list[NtuEntry], lis
         if src.is_dir():
             items = [("", str(p)) for p in sorted(src.rglob("*.skeleton"))]
         elif src.is_file() and zipfile.is_zipfile(src):
-            with zipfile.ZipFile(src) as zf:
-                items = [(str(src), n) for n in zf.namelist() if n.endswith(".skeleton")]
+            try:
+                with zipfile.ZipFile(src) as zf:
+                    items = [(str(src), n) for n in zf.namelist() if n.endswith(".skeleton")]
+            except ZIP_READ_ERRORS as exc:
+                raise StarReproError(f"{src}: cannot read the zip archive's directory ({exc}); the archive is "
+                                     "damaged: download it again") from None
         elif src.exists():
             raise StarReproError(f"{src}: not a zip archive nor a folder of .skeleton files")
         else:
@@ -103,8 +115,11 @@ def list_ntu_entries(sources: Iterable[str | Path]) -> tuple[list[NtuEntry], lis
                 bad_names.append((base, entry.where, "file name is not an NTU sample name SsssCcccPpppRrrrAaaa"))
                 continue
             if base in found:
-                raise StarReproError(f"sample {base} appears twice: {found[base].where} and {entry.where}; "
-                                     "keep one copy")
+                reason = f"sample {base} appears twice: {found[base].where} and {entry.where}; keep one copy"
+                if on_error == "fail":
+                    raise StarReproError(reason)
+                bad_names.append((base, entry.where, reason))
+                continue
             found[base] = entry
     return [found[k] for k in sorted(found)], bad_names
 
@@ -112,16 +127,15 @@ def list_ntu_entries(sources: Iterable[str | Path]) -> tuple[list[NtuEntry], lis
 def read_missing_list(path: str | Path) -> list[str]:
     """The official missing-skeleton list: a free-text header, a blank line, then one sample name per line."""
     names: list[str] = []
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for line_no, line in enumerate(fh, start=1):
-            text = line.strip()
-            if not text:
-                continue
-            if ntu_mod.SAMPLE_NAME_RE.match(text):
-                names.append(text)
-            elif names:
-                raise InputFormatError(str(path), line_no, f"expected a sample name SsssCcccPpppRrrrAaaa after "
-                                                           f"the header, found {text[:40]!r}")
+    for line_no, line in enumerate(read_text(path).splitlines(), start=1):
+        text = line.strip()
+        if not text:
+            continue
+        if ntu_mod.SAMPLE_NAME_RE.match(text):
+            names.append(text)
+        elif names:
+            raise InputFormatError(str(path), line_no, f"expected a sample name SsssCcccPpppRrrrAaaa after "
+                                                       f"the header, found {text[:40]!r}")
     return names
 
 
@@ -148,8 +162,8 @@ def _process_ntu_batch(task: tuple[list[NtuEntry], str]) -> list[tuple]:
     for i, entry in enumerate(entries):
         try:
             items.append((_read_entry(entry), entry.where))
-        except (OSError, zipfile.BadZipFile, RuntimeError) as exc:
-            read_errors[i] = ("error", entry.where, None, f"cannot read: {exc}")
+        except ZIP_READ_ERRORS as exc:
+            read_errors[i] = ("error", entry.where, None, f"cannot read ({type(exc).__name__}: {exc})")
             items.append((b"", entry.where))
     out = []
     for i, (entry, raw) in enumerate(zip(entries, ntu_mod.parse_skeletons(items))):
@@ -159,8 +173,10 @@ def _process_ntu_batch(task: tuple[list[NtuEntry], str]) -> list[tuple]:
         try:
             if isinstance(raw, Exception):
                 raise raw
-            den = ntu_mod.denoise(raw)
-            aligned = ntu_mod.align(den.joints, dataset)
+            with np.errstate(over="ignore", invalid="ignore"):  # huge coordinates: caught by the check below
+                den = ntu_mod.denoise(raw)
+                aligned = ntu_mod.align(den.joints, dataset)
+            check_finite_sample(aligned, entry.where)
         except ntu_mod.MissingSkeletonError as exc:
             out.append(("missing", str(exc)))
             continue
@@ -174,6 +190,16 @@ def _process_ntu_batch(task: tuple[list[NtuEntry], str]) -> list[tuple]:
                 "dropped_frames": len(raw.dropped_frames), "removed_frames": len(den.removed_frames)}
         out.append(("ok", aligned, int(den.joints.shape[0]), info))
     return out
+
+
+def check_finite_sample(arr: np.ndarray, source: str) -> None:
+    """Refuse a processed sample with a non-finite value (one vectorised check): coordinates that each fit
+    float32 can still overflow when centred (x - origin). Nothing non-finite is ever written."""
+    if not np.isfinite(arr).all():
+        with np.errstate(invalid="ignore"):
+            worst = float(np.nanmax(np.abs(arr[np.isfinite(arr)]))) if np.isfinite(arr).any() else float("nan")
+        raise InputFormatError(source, None, f"processing gives values that overflow float32 (largest finite "
+                                             f"|value| {worst:.6g}): the coordinates are implausibly large")
 
 
 def _worker_init() -> None:
@@ -290,7 +316,7 @@ def prepare_ntu(dataset: str, sources: list[Path], out_dir: Path, protocols: dic
                              "`star-repro doctor` shows where the raw files go")
     tune_malloc()
     t0 = time.perf_counter()
-    entries, bad_names = list_ntu_entries(sources)
+    entries, bad_names = list_ntu_entries(sources, on_error)
     if bad_names and on_error == "fail":
         name, where, reason = bad_names[0]
         raise InputFormatError(where, None, reason)
@@ -384,11 +410,19 @@ def _video_key(path: Path) -> tuple[int, int] | None:
 
 
 def _process_pku_video(task: tuple[str, str, str, tuple[str, ...], str]) -> tuple[list, list]:
-    """Worker: one long video -> ([(clip fields, position64)], [rejected rows])."""
+    """Worker: one long video -> ([(clip fields, position64)], [rejected rows]).
+
+    A problem of the whole video (unreadable or empty label file, missing or malformed skeleton file) rejects
+    the video; a bad label row, a row past the end of the sequence, or a clip that cannot be processed
+    rejects that clip only. Rejected rows come in label-row order, so `fail` raises the first one.
+    """
     video, skel_path, label_path, ignore, arccos = task
     try:
         with open(label_path, "rb") as fh:
-            labels = pku_mod.read_label_file(fh.read(), label_path)
+            labels, row_errors = pku_mod.parse_label_rows(fh.read(), label_path)
+        if not labels and not row_errors:
+            raise InputFormatError(label_path, 1, "empty label file: expected one row action,start,end,confidence "
+                                                  f"per labelled action (video {video} would give no clip)")
     except InputFormatError as exc:
         return [], [[video, exc.file, exc.line, exc.reason]]
     if not os.path.isfile(skel_path):
@@ -399,6 +433,9 @@ def _process_pku_video(task: tuple[str, str, str, tuple[str, ...], str]) -> tupl
     except InputFormatError as exc:
         return [], [[video, exc.file, exc.line, exc.reason]]
     done, rejected = [], []
+    for bad in row_errors:
+        exc = bad.error
+        rejected.append((bad.row, [pku_mod.clip_name(video, bad.action, bad.row), exc.file, exc.line, exc.reason]))
     for row in labels:
         name = pku_mod.clip_name(video, row.action, row.row)
         if name in ignore:
@@ -409,13 +446,54 @@ def _process_pku_video(task: tuple[str, str, str, tuple[str, ...], str]) -> tupl
             length = pku_mod.clip_length(clip.data)
             if length == 0:
                 raise InputFormatError(label_path, row.line, f"clip {name}: person 1 is absent in every frame")
-            pos = pku_mod.process_clip(clip.data, arccos)
+            with np.errstate(over="ignore", invalid="ignore"):  # huge coordinates: caught by the check below
+                pos = pku_mod.process_clip(clip.data, arccos)
+            try:
+                check_finite_sample(pos, skel_path)
+            except InputFormatError as exc:
+                raise InputFormatError(skel_path, None, f"clip {name} (label row on {label_path}:{row.line}): "
+                                                        f"{exc.reason}") from None
         except InputFormatError as exc:
-            rejected.append([name, exc.file, exc.line, exc.reason])
+            rejected.append((row.row, [name, exc.file, exc.line, exc.reason]))
             continue
         done.append(((name, clip.label, video, length), pos))
     done.sort(key=lambda d: d[0][0])
-    return done, rejected
+    rejected.sort(key=lambda r: r[0])
+    return done, [r for _, r in rejected]
+
+
+def _pku_inventory(raw_dir: Path, splits: dict, split_paths: dict) -> tuple[list[Path], list[list]]:
+    """The label files to process, and a rejected row for every input that would otherwise be passed over:
+    a label file not named like a video (0005-L.txt), a skeleton file without a label file, and a video
+    listed in neither the training nor the testing list of a split file (the published rule would put it
+    in the test set without a word)."""
+    labels_dir, skel_dir = raw_dir / "labels", raw_dir / "skeletons"
+    problems = []
+    label_files = []
+    for p in sorted(labels_dir.glob("*.txt")):
+        if _video_key(p) is None:
+            problems.append([p.stem, str(p), None, "label file name is not a PKU-MMD Phase I video name: expected "
+                                                   "like 0005-L.txt (4-digit video id, view L, M or R)"])
+        else:
+            label_files.append(p)
+    label_names = {p.name for p in label_files}
+    for p in sorted(skel_dir.glob("*.txt")) if skel_dir.is_dir() else []:
+        if p.name not in label_names:
+            problems.append([p.stem, str(p), None, f"skeleton file without a label file (expected "
+                                                   f"{labels_dir / p.name}): its actions are unknown"])
+    kept = []
+    for p in label_files:
+        missing = [(pname, split) for pname, split in splits.items()
+                   if p.stem not in split["train"] and p.stem not in split["test"]]
+        if missing:
+            pname, split = missing[0]
+            problems.append([p.stem, str(split_paths[pname]), None, f"video {p.stem} is in neither the training list "
+                                                          f"(line 2) nor the testing list (line 4) of protocol "
+                                                          f"{pname}'s split file"])
+        else:
+            kept.append(p)
+    kept.sort(key=_video_key)
+    return kept, problems
 
 
 def prepare_pku(raw_dir: Path, out_dir: Path, protocols: dict, on_error: str = "fail", workers: int = 1,
@@ -432,23 +510,26 @@ def prepare_pku(raw_dir: Path, out_dir: Path, protocols: dict, on_error: str = "
     raw_dir = Path(raw_dir)
     tune_malloc()
     t0 = time.perf_counter()
-    splits = {}
+    splits, split_paths = {}, {}
     for pname, cfg in protocols.items():
         path = raw_dir / cfg["split_file"]
         if not path.is_file():
             raise StarReproError(f"{path}: split file for protocol {pname} not found (run `star-repro doctor`)")
         splits[pname] = parse_pku_split_file(path)
-    label_files = [p for p in sorted((raw_dir / "labels").glob("*.txt")) if _video_key(p)]
+        split_paths[pname] = path
+    label_files, inventory_problems = _pku_inventory(raw_dir, splits, split_paths)
+    if inventory_problems and on_error == "fail":
+        _, file, line, reason = inventory_problems[0]
+        raise InputFormatError(file, line, reason)
     if not label_files:
-        raise StarReproError(f"{raw_dir / 'labels'}: no PKU-MMD label files (0XXX-L.txt ...) found")
-    label_files.sort(key=_video_key)
+        raise StarReproError(f"{raw_dir / 'labels'}: no usable PKU-MMD label files (0XXX-L.txt ...) found")
     ignore = tuple(ignore)
     tasks = [(p.stem, str(raw_dir / "skeletons" / p.name), str(p), ignore, arccos) for p in label_files]
     n_clips_max = 0
     for _, _, lp, _, _ in tasks:
         with open(lp, "rb") as fh:
             n_clips_max += sum(1 for line in fh if line.strip())
-    rows, rejected = [], []
+    rows, rejected = [], list(inventory_problems)
     with atomic_dir(out_dir) as tmp:
         writer = _RowWriter(tmp / "joints.npy", n_clips_max, (3, pku_mod.T_OUT, 25, 2))
         results = _imap(_process_pku_video, tasks, workers)

@@ -40,16 +40,28 @@ def ntu_protocol_indices(meta: Mapping[str, np.ndarray], protocol_cfg: Mapping) 
 
 
 def parse_pku_split_file(path) -> dict[str, list[str]]:
-    """PKU-MMD split file: header, comma-separated train videos, header, comma-separated test videos."""
-    from star_repro.errors import InputFormatError
+    """PKU-MMD split file: header, comma-separated train videos, header, comma-separated test videos.
 
-    with open(path, encoding="utf-8") as fh:
-        lines = fh.read().splitlines()
+    UTF-8 text (an error names the file, line and encoding); every listed name must be a video name like
+    0002-L, and no video may be on both lists.
+    """
+    from star_repro.data.pku import VIDEO_RE
+    from star_repro.errors import InputFormatError
+    from star_repro.io import read_text
+
+    lines = read_text(path).splitlines()
     if len(lines) < 4:
         raise InputFormatError(path, len(lines) + 1,
                                "expected 4 lines: header, training videos, header, testing videos")
-    train = [v.strip() for v in lines[1].split(",") if v.strip()]
-    test = [v.strip() for v in lines[3].split(",") if v.strip()]
+    lists = {}
+    for key, line_no in (("train", 2), ("test", 4)):
+        names = [v.strip() for v in lines[line_no - 1].split(",") if v.strip()]
+        bad = [v for v in names if not VIDEO_RE.match(v)]
+        if bad:
+            raise InputFormatError(path, line_no, f"{bad[0][:40]!r} is not a PKU-MMD video name: expected "
+                                                  "comma-separated names like 0002-L")
+        lists[key] = names
+    train, test = lists["train"], lists["test"]
     both = sorted(set(train) & set(test))
     if both:
         raise InputFormatError(path, 2, f"videos listed for both training and testing: {both[:5]}")

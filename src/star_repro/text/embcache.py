@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from star_repro.errors import StarReproError
-from star_repro.io import atomic_path, canonical_json, sha256_text, write_json_atomic
+from star_repro.io import atomic_path, canonical_json, check_finite, sha256_text, write_json_atomic
 from star_repro.text.encoders import encoder_slug
 
 _SHARD_KEYS = {"sha256", "text", "n_tokens", "vectors"}
@@ -28,8 +28,10 @@ _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 def write_npz_atomic(path: str | Path, arrays: Mapping[str, np.ndarray]) -> None:
     """An uncompressed .npz (readable by np.load) with fixed member timestamps: same arrays, same bytes.
 
-    Byte-stable outputs let DVC and Snakemake see that a rerun changed nothing downstream.
+    Byte-stable outputs let DVC and Snakemake see that a rerun changed nothing downstream. Non-finite arrays
+    are refused (`check_finite`).
     """
+    check_finite(dict(arrays), path)
     with atomic_path(path) as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
             for key in arrays:

@@ -16,7 +16,7 @@ import numpy as np
 
 from star_repro import metrics as M
 from star_repro.errors import StarReproError
-from star_repro.io import save_npy_atomic, tsv_text, atomic_path, write_json_atomic, write_text_atomic
+from star_repro.io import atomic_path, check_finite, save_npy_atomic, tsv_text, write_json_atomic, write_text_atomic
 from star_repro.training.star_cfg import gamma_setting
 from star_repro.training.star_train import (
     TTA_SEED_OFFSET, SkeletonFeed, _idx_hash, build_model, check_backbone_window, class_scores, embed_split,
@@ -31,6 +31,7 @@ _save_npy = save_npy_atomic
 
 
 def _save_npz(path: Path, **arrays) -> None:
+    check_finite(arrays, path)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
