@@ -154,10 +154,33 @@ def _read_entry(entry: NtuEntry) -> bytes:
     return zf.read(entry.member)
 
 
-def _process_ntu_batch(task: tuple[list[NtuEntry], str]) -> list[tuple]:
-    """Worker: a batch of samples -> per sample ("ok", aligned (300,150), frames, info) | ("missing", msg) |
-    ("error", file, line, reason). Parsing is batched (`ntu.parse_skeletons`); results keep the input order."""
-    entries, dataset = task
+_OUT_FDS: dict[str, int] = {}
+
+
+def _write_slot(target: tuple[str, int, int], slot: int, row: np.ndarray) -> None:
+    """Write one processed row straight into its slot of `joints.npy` (target: path, data offset, row bytes)."""
+    path, offset, row_bytes = target
+    fd = _OUT_FDS.get(path)
+    if fd is None:
+        fd = _OUT_FDS[path] = os.open(path, os.O_WRONLY)
+    data = np.ascontiguousarray(row, dtype="<f4")
+    if os.pwrite(fd, data.data, offset + slot * row_bytes) != row_bytes:
+        raise StarReproError(f"{path}: short write of sample row {slot}")
+
+
+def _close_slot_file(path: str) -> None:
+    """Close this process's descriptor of a slot file (in-process runs; pool workers exit with theirs)."""
+    fd = _OUT_FDS.pop(path, None)
+    if fd is not None:
+        os.close(fd)
+
+
+def _process_ntu_batch(task: tuple[list[NtuEntry], str, tuple[str, int, int], int]) -> list[tuple]:
+    """Worker: a batch of samples -> per sample ("ok", frames, info) | ("missing", msg) | ("error", file, line,
+    reason); each processed sample is written by the worker itself into slot `first_slot + i` of `joints.npy`
+    (so no array travels back to the main process). Parsing is batched (`ntu.parse_skeletons`); results keep
+    the input order."""
+    entries, dataset, target, first_slot = task
     items, read_errors = [], {}
     for i, entry in enumerate(entries):
         try:
@@ -186,9 +209,10 @@ def _process_ntu_batch(task: tuple[list[NtuEntry], str]) -> list[tuple]:
         except StarReproError as exc:
             out.append(("error", entry.where, None, str(exc)))
             continue
+        _write_slot(target, first_slot + i, aligned.reshape(ntu_mod.MAX_FRAMES, 2, 25, 3).transpose(3, 0, 2, 1))
         info = {"bodies": len(raw.bodies), "actors": den.actors, "removed": list(den.removed.values()),
                 "dropped_frames": len(raw.dropped_frames), "removed_frames": len(den.removed_frames)}
-        out.append(("ok", aligned, int(den.joints.shape[0]), info))
+        out.append(("ok", int(den.joints.shape[0]), info))
     return out
 
 
@@ -241,7 +265,12 @@ def _progress(iterable, total: int, desc: str, enabled: bool):
 class _RowWriter:
     """`joints.npy` streamed row by row: `open_memmap` creates the file (header, full size), rows are then
     written in order through one file handle. Nothing accumulates in memory, whatever N is; `close` shrinks
-    the array to the rows actually written (rejected or missing samples)."""
+    the array to the rows actually written (rejected or missing samples).
+
+    Slot mode (NTU): workers write row k of the input list into slot k themselves (`target`, `_write_slot`);
+    the caller then `keep`s the slots of the samples that made it, in order, and `close` moves the kept rows
+    together (only when a sample was left out) before shrinking the array.
+    """
 
     def __init__(self, path: Path, capacity: int, row_shape: tuple[int, ...]):
         self.path = path
@@ -253,6 +282,24 @@ class _RowWriter:
         self.fh = open(path, "r+b")
         self.fh.seek(self.offset)
         self.n = 0
+        self.row_bytes = int(np.prod(row_shape)) * 4
+        self._kept: list[int] = []
+
+    @property
+    def target(self) -> tuple[str, int, int]:
+        return str(self.path), self.offset, self.row_bytes
+
+    def keep(self, slot: int) -> None:
+        self._kept.append(slot)
+        self.n += 1
+
+    def _compact(self) -> None:
+        """Move kept slot rows down over the left-out ones (ascending, so no row is overwritten before it moves)."""
+        fd = self.fh.fileno()
+        for dst, src in enumerate(self._kept):
+            if src != dst:
+                row = os.pread(fd, self.row_bytes, self.offset + src * self.row_bytes)
+                os.pwrite(fd, row, self.offset + dst * self.row_bytes)
 
     def append(self, row: np.ndarray) -> None:
         if self.n >= self.capacity:
@@ -263,6 +310,8 @@ class _RowWriter:
     def close(self) -> None:
         """Flush, then shrink the array to the rows written (header rewritten in place, same length)."""
         self.fh.flush()
+        if self._kept and self._kept[-1] != len(self._kept) - 1:
+            self._compact()
         if self.n < self.capacity:
             row_bytes = int(np.prod(self.row_shape)) * 4
             header = {"descr": "<f4", "fortran_order": False, "shape": (self.n,) + self.row_shape}
@@ -337,11 +386,12 @@ def prepare_ntu(dataset: str, sources: list[Path], out_dir: Path, protocols: dic
              "samples_with_dropped_frames": 0, "samples_with_removed_frames": 0}
     with atomic_dir(out_dir) as tmp:
         writer = _RowWriter(tmp / "joints.npy", len(todo), (3, ntu_mod.MAX_FRAMES, 25, 2))
-        batches = [(todo[i:i + PARSE_BATCH], dataset) for i in range(0, len(todo), PARSE_BATCH)]
+        batches = [(todo[i:i + PARSE_BATCH], dataset, writer.target, i) for i in range(0, len(todo), PARSE_BATCH)]
         results = _imap(_process_ntu_batch, batches, workers)
         flat = (r for batch in results for r in batch)
         try:
-            for entry, res in _progress(zip(todo, flat), len(todo), f"prepare {dataset}", progress):
+            for slot, (entry, res) in enumerate(_progress(zip(todo, flat), len(todo), f"prepare {dataset}",
+                                                          progress)):
                 kind = res[0]
                 if kind == "missing":
                     unlisted_missing.append(entry.name)
@@ -352,8 +402,8 @@ def prepare_ntu(dataset: str, sources: list[Path], out_dir: Path, protocols: dic
                         raise InputFormatError(file, line, reason)
                     rejected.append([entry.name, file, line, reason])
                     continue
-                _, aligned, frames, info = res
-                writer.append(aligned.reshape(ntu_mod.MAX_FRAMES, 2, 25, 3).transpose(3, 0, 2, 1))
+                _, frames, info = res
+                writer.keep(slot)
                 meta = ntu_mod.parse_sample_name(entry.name)
                 rows.append([len(rows), entry.name, meta["action"] - 1, meta["setup"], meta["camera"],
                              meta["subject"], meta["replication"], "", frames])
@@ -364,6 +414,7 @@ def prepare_ntu(dataset: str, sources: list[Path], out_dir: Path, protocols: dic
                     stats["bodies_removed"][reason] += 1
         finally:
             results.close()  # stops the worker pool at once on an error
+            _close_slot_file(writer.target[0])
         writer.close()
         if not rows:
             raise StarReproError(f"prepare {dataset}: every sample was rejected or missing; see the errors above")
@@ -564,8 +615,11 @@ def prepare_pku(raw_dir: Path, out_dir: Path, protocols: dict, on_error: str = "
 
 # ------------------------------------------------------------------------------------------------ export
 
-def export_npz(processed_dir: str | Path, protocol: str, out_path: str | Path, chunk: int = 512) -> dict:
+def export_npz(processed_dir: str | Path, protocol: str, out_path: str | Path, chunk: int = 64) -> dict:
     """Write the CTR-GCN / AimCLR `.npz` layout of one protocol, streaming (memory flat in N).
+
+    Rows are read with `pread` into one reused buffer and re-laid out into a second (no memory map, whose
+    pages would count as resident memory growing with N; no per-chunk temporaries).
 
     NTU: `x_train`/`x_test` float32 (N, 300, 150), `y_train`/`y_test` one-hot float64 (N, C).
     PKU: `x_*` float32 (N, 3, 64, 25, 2), `y_*` int64 (N, 1).
@@ -583,12 +637,27 @@ def export_npz(processed_dir: str | Path, protocol: str, out_path: str | Path, c
     is_ntu = dataset.startswith("ntu")
     t = ds.joints.shape[2]
 
+    row_shape = tuple(ds.joints.shape[1:])
+    row_bytes = int(np.prod(row_shape)) * 4
+    rows_buf = np.empty((chunk,) + row_shape, "<f4")
+    out_buf = np.empty((chunk, t, 2, 25, 3), "<f4") if is_ntu else rows_buf
+    joints_path, data_offset = ds.joints.filename, ds.joints.offset
+
     def x_chunks(idx):
-        for s in range(0, len(idx), chunk):
-            block = np.asarray(ds.joints[idx[s:s + chunk]], np.float32)
-            if is_ntu:
-                block = block.transpose(0, 2, 4, 3, 1).reshape(len(block), t, 150)
-            yield block
+        """Byte views of consecutive row blocks of `idx`, in the export layout."""
+        fd = os.open(joints_path, os.O_RDONLY)
+        try:
+            raw = rows_buf.reshape(chunk, -1).view(np.uint8)
+            for s in range(0, len(idx), chunk):
+                part = idx[s:s + chunk]
+                for k, i in enumerate(part.tolist()):
+                    if os.preadv(fd, [raw[k]], data_offset + i * row_bytes) != row_bytes:
+                        raise StarReproError(f"{joints_path}: truncated at sample {i}; re-run prepare")
+                if is_ntu:
+                    np.copyto(out_buf[:len(part)], rows_buf[:len(part)].transpose(0, 2, 4, 3, 1))
+                yield out_buf[:len(part)].reshape(-1).view(np.uint8)
+        finally:
+            os.close(fd)
 
     def y_full(idx):
         labels = ds.labels[idx]
@@ -608,7 +677,7 @@ def export_npz(processed_dir: str | Path, protocol: str, out_path: str | Path, c
                 np.lib.format.write_array_header_1_0(fh, {"descr": "<f4", "fortran_order": False,
                                                           "shape": x_shape})
                 for block in x_chunks(idx):
-                    fh.write(np.ascontiguousarray(block, "<f4").tobytes())
+                    fh.write(block)
             y = y_full(idx)
             with zf.open(f"y_{part}.npy", "w", force_zip64=True) as fh:
                 np.lib.format.write_array(fh, y, allow_pickle=False)
