@@ -51,6 +51,7 @@ class Tokens:
     size: int  # length of the text
     nonws: np.ndarray  # bool, buf > 32
     raw: bytes  # the bytes behind `buf`
+    newlines: np.ndarray  # int64 text offsets of every LF
 
     @property
     def text_bytes(self) -> np.ndarray:
@@ -76,18 +77,20 @@ class Tokens:
         return _TOKEN_RE.match(self.raw, int(self.start[tok])).group().decode("ascii", "replace")
 
 
-def tokenize(data: bytes) -> Tokens:
-    """Split `data` into lines (LF or CRLF; a last line without newline counts) and blank-separated tokens."""
-    n = len(data)
-    raw = b" " * _FRONT + data + b" " * _PAD
+def tokenize(data: bytes | list[bytes]) -> Tokens:
+    """Split `data` into lines (LF or CRLF; a last line without newline counts) and blank-separated tokens.
+    A list of byte strings is tokenised as their concatenation (joined once, with the padding)."""
+    parts = data if isinstance(data, list) else [data]
+    raw = b"".join([b" " * _FRONT, *parts, b" " * _PAD])
+    n = len(raw) - _FRONT - _PAD
     buf = np.frombuffer(raw, np.uint8)
     nonws = buf > 32
-    starts = np.flatnonzero(nonws[1:] & ~nonws[:-1]) + 1
-    nl = np.flatnonzero(buf[_FRONT:_FRONT + n] == 10) + _FRONT
-    line_ends = nl if (n == 0 or data[-1:] == b"\n") else np.append(nl, _FRONT + n)
+    starts = np.flatnonzero(np.greater(nonws[1:], nonws[:-1])) + 1
+    nl = np.flatnonzero(buf[_FRONT:_FRONT + n] == 10)
+    line_ends = nl + _FRONT if (n == 0 or raw[_FRONT + n - 1] == 10) else np.append(nl + _FRONT, _FRONT + n)
     line_tok = np.zeros(len(line_ends) + 1, np.int64)
     line_tok[1:] = np.searchsorted(starts, line_ends)
-    return Tokens(buf=buf, start=starts, line_tok=line_tok, size=n, nonws=nonws, raw=raw)
+    return Tokens(buf=buf, start=starts, line_tok=line_tok, size=n, nonws=nonws, raw=raw, newlines=nl)
 
 
 def float32_overflow(values: np.ndarray) -> np.ndarray:

@@ -263,13 +263,12 @@ def parse_skeletons(items: list[tuple[bytes, str]]) -> list[RawSkeleton | StarRe
         return []
     datas = [d.encode("utf-8") if isinstance(d, str) else d for d, _ in items]
     sources = [str(src) for _, src in items]
-    joined = b"".join(d + b"\n" for d in datas)
-    tok = tokenize(joined)
+    tok = tokenize([x for d in datas for x in (d, b"\n")])
     counts = tok.counts()
     n_lines = len(counts)
     sizes = np.array([len(d) + 1 for d in datas], np.int64)
     ends = np.cumsum(sizes)  # byte offset (text coordinates) just past each file's separator
-    nl = np.flatnonzero(tok.text_bytes == 10)
+    nl = tok.newlines
     lines_per_file = np.diff(np.concatenate(([0], np.searchsorted(nl, ends - 1, side="right"))))
     l0 = np.concatenate(([0], np.cumsum(lines_per_file)[:-1]))
     file_of_line = np.repeat(np.arange(k), lines_per_file)

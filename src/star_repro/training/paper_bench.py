@@ -191,13 +191,29 @@ def rehearse(device: str, size_name: str, workdir: Path, params: Mapping) -> dic
     record = {"bench": "paper", "size": size_name, "device": device, "date_utc": time.strftime("%Y-%m-%d %H:%M",
                                                                                                  time.gmtime()),
               "machine": machine_description(device), "data": data}
-    record["pretrain"] = rehearse_pretrain(processed, params, size, device)
-    record["star"] = bench_star((size["star"],), device=device)[0]
-    record["embed"] = bench_encoders(size["strings"], [size["encoder"]], device=device,
-                                     batch_size=size["encode_batch"])[0]
+    # each part on its own: on a borrowed GPU a failure in one (a missing package) must not lose the others
+    record["pretrain"] = _attempt(lambda: rehearse_pretrain(processed, params, size, device))
+    record["star"] = _attempt(lambda: bench_star((size["star"],), device=device)[0])
+    record["embed"] = _attempt(lambda: bench_encoders(size["strings"], [size["encoder"]], device=device,
+                                                      batch_size=size["encode_batch"])[0])
     record["rehearsal_seconds"] = round(time.perf_counter() - t0, 1)
     record["extrapolation"] = extrapolate(record, params)
     return record
+
+
+def _attempt(measure) -> dict:
+    """The measurement's record, or {"error": ...} saying why it is missing."""
+    try:
+        return measure()
+    except Exception as exc:  # recorded, never estimated
+        import traceback
+
+        return {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-2000:]}
+
+
+def _rate(part: dict, key: str) -> float | None:
+    v = part.get(key)
+    return float(v) if v else None
 
 
 def machine_description(device: str) -> dict:
@@ -270,12 +286,20 @@ def stage_estimates(record: dict, params: Mapping) -> list[dict]:
     prof = p["profiles"]["paper"]
     counts = paper_sample_counts(p)
     pre, star, emb = record["pretrain"], record["star"], record["embed"]
+    rates = {"pre_train": _rate(pre, "train_samples_per_s"), "pre_infer": _rate(pre, "infer_samples_per_s"),
+             "star_train": _rate(star, "train_samples_per_s"), "star_eval": _rate(star, "eval_samples_per_s"),
+             "embed": _rate(emb, "strings_per_s"), "prepare": _rate(record["data"], "prepare_files_per_s")}
+    needs = {"pretrain": ("pre_train", "pre_infer"), "train": ("star_train", "star_eval", "pre_infer"),
+             "evaluate": ("star_eval",), "embed": ("embed",), "prepare": ("prepare",)}
     rows = []
     for st in build_stages(p):
         args = st.cmd.split()
         opt = {args[i][2:]: args[i + 1] for i in range(len(args) - 1) if args[i].startswith("--")}
         est, basis = None, "not modelled: CPU-light (seconds to minutes)"
-        if st.kind == "pretrain":
+        missing = [k for k in needs.get(st.kind, ()) if rates[k] is None]
+        if missing:
+            basis = f"not modelled: rate(s) {missing} not measured in this run"
+        elif st.kind == "pretrain":
             ds = opt["dataset"]
             pcfg = merge(dict(prof["pretrain"]), (prof["pretrain"].get("by_dataset") or {}).get(ds, {}))
             n_tr, n_te, _ = _known_counts(counts, ds, opt["protocol"], p["splits"][opt["split"]])
@@ -421,6 +445,11 @@ def extrapolate(record: dict, params: Mapping) -> dict:
     }
 
 
+def _v(part: dict, key: str):
+    """A measured value for the Markdown, or MISSING with the reason."""
+    return part[key] if key in part else f"MISSING ({part.get('error', 'not measured')})"
+
+
 def markdown(record: dict) -> str:
     """The record as the Markdown tables docs/paper-scale.md cites."""
     pre, star, emb, ex = record["pretrain"], record["star"], record["embed"], record["extrapolation"]
@@ -428,19 +457,21 @@ def markdown(record: dict) -> str:
     lines = [f"Rehearsal `{record['size']}` on {record['device']} ({m.get('gpu', 'no GPU')}, {m['cpu_cores']} CPU "
              f"cores, torch {m['torch']}), {record['date_utc']} UTC, {record['rehearsal_seconds']} s in all.", "",
              "| measured | value |", "|---|---|",
-             f"| prepare (CPU, {record['data']['prepare_workers']} workers) | "
-             f"{record['data']['prepare_files_per_s']} files/s |",
-             f"| Shift-GCN pretraining, batch {pre['batch']}, window {pre['window']}, width {pre['width']}, "
-             f"{pre['num_workers']} loader workers | {pre['train_samples_per_s']} samples/s "
-             f"({pre['compute_only_samples_per_s']}/s without data waits) |",
-             f"| fraction of a step waiting for data | mean {pre['data_wait_fraction_mean']}, "
-             f"p90 {pre['data_wait_fraction_p90']} |",
-             f"| peak GPU memory | {pre['peak_gpu_mib']} MiB |",
-             f"| GPU utilisation | {pre['gpu_utilisation_pct']} ({pre['gpu_utilisation_how']}) |",
-             f"| Shift-GCN inference | {pre['infer_samples_per_s']} samples/s |",
-             f"| STAR training (uncached) / cached / evaluation | {star['train_samples_per_s']} / "
-             f"{star['train_cached_samples_per_s']} / {star['eval_samples_per_s']} samples/s |",
-             f"| {emb['encoder']} text embedding (weights: {emb['weights']}) | {emb['strings_per_s']} strings/s |",
+             f"| prepare (CPU, {_v(record['data'], 'prepare_workers')} workers) | "
+             f"{_v(record['data'], 'prepare_files_per_s')} files/s |",
+             f"| Shift-GCN pretraining, batch {_v(pre, 'batch')}, window {_v(pre, 'window')}, "
+             f"width {_v(pre, 'width')}, "
+             f"{_v(pre, 'num_workers')} loader workers | {_v(pre, 'train_samples_per_s')} samples/s "
+             f"({_v(pre, 'compute_only_samples_per_s')}/s without data waits) |",
+             f"| fraction of a step waiting for data | mean {_v(pre, 'data_wait_fraction_mean')}, "
+             f"p90 {_v(pre, 'data_wait_fraction_p90')} |",
+             f"| peak GPU memory | {_v(pre, 'peak_gpu_mib')} MiB |",
+             f"| GPU utilisation | {_v(pre, 'gpu_utilisation_pct')} ({_v(pre, 'gpu_utilisation_how')}) |",
+             f"| Shift-GCN inference | {_v(pre, 'infer_samples_per_s')} samples/s |",
+             f"| STAR training (uncached) / cached / evaluation | {_v(star, 'train_samples_per_s')} / "
+             f"{_v(star, 'train_cached_samples_per_s')} / {_v(star, 'eval_samples_per_s')} samples/s |",
+             f"| {_v(emb, 'encoder')} text embedding (weights: {_v(emb, 'weights')}) | "
+             f"{_v(emb, 'strings_per_s')} strings/s |",
              "",
              f"**{ex['label']}**", "", "| stage kind | stages | hours (sum) | not modelled |", "|---|---|---|---|"]
     for kind, v in sorted(ex["by_kind"].items()):
