@@ -71,3 +71,59 @@ def test_stage_params_is_the_declared_subset(project_root):
     assert set(p["protocols"]) == {"ntu60"}
     with pytest.raises(ParamsError, match="no stage named"):
         stage_params(project_root / "params.yaml", "prepare_kinetics")
+
+
+def test_duplicate_key_names_the_key_and_both_lines(project_root, tmp_path):
+    text = (project_root / "params.yaml").read_text(encoding="utf-8")
+    first = text.splitlines().index("profile: demo") + 1
+    path = tmp_path / "params.yaml"
+    path.write_text(text + "profile: paper\n", encoding="utf-8")
+    last = len(text.splitlines()) + 1
+    with pytest.raises(ParamsError) as err:
+        load_params(path)
+    msg = str(err.value)
+    assert f"params.yaml:{last}" in msg and "'profile'" in msg and f"line {first}" in msg and f"line {last}" in msg
+    nested = text.replace("\n  on_error: fail", "\n  on_error: skip\n  on_error: fail", 1)
+    assert nested != text
+    path.write_text(nested, encoding="utf-8")
+    with pytest.raises(ParamsError, match="duplicate key 'on_error'"):
+        load_params(path)
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda p: p["figures"]["main"].append("ntu60_nope"), r"figures.main\[2\]: no experiment named 'ntu60_nope'"),
+    (lambda p: p["figures"]["tsne"].__setitem__(0, "ntu60_xsub_48_12"),
+     r"figures.tsne\[0\]: no experiment named 'ntu60_xsub_48_12_no_prompts'"),
+    (lambda p: p["figures"]["confusion"].__setitem__(0, "gone"), r"figures.confusion\[0\]"),
+    (lambda p: p["figures"].__setitem__("main", ["ntu60_xsub_55_5"]), r"experiments.pku1_xsub_46_5_m25.tables: fig3"),
+    (lambda p: p["experiments"]["ntu60_xsub_55_5_m25"].pop("overrides"), r"ntu60_xsub_55_5_m25.overrides.m"),
+    (lambda p: [p["experiments"][n].__setitem__("variant", "other") for n in p["experiments"]
+                if n == "ntu60_xsub_55_5"], r"experiments.ntu60_xsub_55_5\w*.tables: table [67] compares"),
+])
+def test_figure_and_table_references_checked_at_load(params, mutate, message):
+    bad = copy.deepcopy(params)
+    mutate(bad)
+    with pytest.raises(ParamsError, match=message):
+        validate(bad)
+
+
+@pytest.mark.parametrize("section, key, value", [
+    ("revise", "lr", -1e-3), ("jpose", "epochs", -5), ("smie", "batch_size", 0), ("cada_vae", "lr", 0),
+    ("synse", "cycles", 2.5), ("smie", "hidden", [64, -1]), ("cada_vae", "latent_dim", -16),
+    ("revise", "plateau", {"factor": 1.5}), ("jpose", "batch_size", True),
+])
+def test_baseline_numbers_have_ranges(params, tmp_path, section, key, value):
+    bad = copy.deepcopy(params)
+    bad["profiles"]["demo"]["baselines"][section][key] = value
+    with pytest.raises(ParamsError) as err:
+        load_params(_write(tmp_path, bad))
+    assert f"profiles.demo.baselines.{section}.{key}" in str(err.value)
+
+
+@pytest.mark.parametrize("key, value", [("base_lr", -0.1), ("epochs", 0), ("batch_size", -64), ("momentum", 1.5)])
+def test_pretrain_numbers_have_ranges(params, tmp_path, key, value):
+    bad = copy.deepcopy(params)
+    bad["profiles"]["paper"]["pretrain"][key] = value
+    with pytest.raises(ParamsError) as err:
+        load_params(_write(tmp_path, bad))
+    assert f"profiles.paper.pretrain.{key}" in str(err.value)

@@ -298,3 +298,17 @@ def test_describe_rejects_a_wrong_set_file(workdir):
         describe("pku1", 6, "mine", workdir / "x.json")
     with pytest.raises(StarReproError, match="bad description set name"):
         describe("pku1", 6, "../x", workdir / "x.json")
+
+
+def test_duplicate_class_in_cache_json_names_both_lines(project_root, tmp_path):
+    text = (project_root / "prompts/cache/authored/pku1_2part.json").read_text(encoding="utf-8")
+    DescriptionCache.loads(text, "pku1_2part.json")  # the committed cache loads
+    start = text.index('    "bow": {')
+    end = text.index("\n    },\n", start) + len("\n    },\n")
+    doubled = text[:end] + text[start:end] + text[end:]  # the class "bow" twice in "entries"
+    with pytest.raises(InputFormatError) as ei:
+        DescriptionCache.loads(doubled, "pku1_2part.json")
+    first = text[:start].count("\n") + 1
+    second = doubled[:end].count("\n") + 1
+    assert ei.value.line == second and f"lines {first}, {second}" in ei.value.reason
+    assert "duplicate key 'bow'" in ei.value.reason

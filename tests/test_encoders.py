@@ -194,12 +194,15 @@ def small_tower_state(small_clip):
     return {k: v.half() for k, v in small_clip.model.state_dict().items()}
 
 
-def test_openai_style_torchscript_weights(tmp_path, small_tower_state, no_network):
+def test_openai_style_torchscript_weights(tmp_path, small_tower_state, no_network, monkeypatch):
     state = dict(small_tower_state)
     state["visual.conv1.weight"] = torch.zeros(4, 3, 2, 2, dtype=torch.float16)  # ignored: not text
     state["logit_scale"] = torch.tensor(4.6)
     path = tmp_path / "openai_like.pt"
     torch.jit.save(torch.jit.script(_holder(state)), str(path))
+    # loaded as TorchScript only when its sha256 is a published OpenAI release (here: made one for the test)
+    monkeypatch.setitem(enc_mod.PAPER_WEIGHTS_SHA256, sha256_file(path), "openai_like.pt")
+    monkeypatch.delenv(enc_mod.TRUST_TORCHSCRIPT_ENV, raising=False)
     enc = make_encoder({"encoder": "clip:ViT-S-32-alt", "weights": str(path)})
     assert enc._model is None and enc.identity["weights_sha256"] == sha256_file(path)
     texts = ["throw", "sit down, Hip: lowers onto the chair"]
@@ -209,6 +212,65 @@ def test_openai_style_torchscript_weights(tmp_path, small_tower_state, no_networ
         expected = ref.encode_text(open_clip.get_tokenizer("ViT-S-32-alt")(texts)).numpy()
     np.testing.assert_array_equal(ours, expected)
     assert next(enc.model.parameters()).dtype == torch.float32  # fp16 file, fp32 model (as the authors' .float())
+
+
+class _Payload(torch.nn.Module):
+    """A TorchScript module whose `__setstate__` (run by torch.jit.load) prints a marker: a stand-in for code a
+    hostile archive would run on load."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(2))
+
+    @torch.jit.export
+    def __getstate__(self) -> tuple[torch.Tensor, bool]:
+        return (self.w, self.training)
+
+    @torch.jit.export
+    def __setstate__(self, state: tuple[torch.Tensor, bool]) -> None:
+        print("STAR_REPRO_PAYLOAD_RAN")
+        self.w = state[0]
+        self.training = state[1]
+
+    def forward(self, x):
+        return x + self.w
+
+
+def test_unknown_torchscript_archives_are_refused_without_the_trust_flag(tmp_path, monkeypatch, capfd,
+                                                                          small_tower_state):
+    import warnings
+
+    monkeypatch.delenv(enc_mod.TRUST_TORCHSCRIPT_ENV, raising=False)
+    evil = tmp_path / "ViT-S-32-alt.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.script(_Payload()), str(evil))
+    enc = make_encoder({"encoder": "clip:ViT-S-32-alt", "weights": str(evil)})
+    with pytest.raises(StarReproError, match=rf"{sha256_file(evil)} is none of OpenAI's published CLIP releases "
+                                             r"\(ViT-L-14-336px.pt is 3035c92b35.*STAR_REPRO_TRUST_TORCHSCRIPT=1"):
+        enc.encode(["x"])
+    assert "STAR_REPRO_PAYLOAD_RAN" not in capfd.readouterr().out  # refused before any of its code ran
+    # a benign archive with an unknown hash is refused the same way
+    benign = tmp_path / "benign.pt"
+    torch.jit.save(torch.jit.script(_holder(small_tower_state)), str(benign))
+    with pytest.raises(StarReproError, match="none of OpenAI's published CLIP releases"):
+        make_encoder({"encoder": "clip:ViT-S-32-alt", "weights": str(benign)}).encode(["x"])
+    # with the flag the user takes responsibility: the archive is loaded (its code runs, which the marker shows)
+    monkeypatch.setenv(enc_mod.TRUST_TORCHSCRIPT_ENV, "1")
+    with pytest.raises(StarReproError, match="no CLIP text-tower tensors"):
+        make_encoder({"encoder": "clip:ViT-S-32-alt", "weights": str(evil)}).encode(["x"])
+    assert "STAR_REPRO_PAYLOAD_RAN" in capfd.readouterr().out
+    trusted = make_encoder({"encoder": "clip:ViT-S-32-alt", "weights": str(benign)}).encode(["x"])
+    monkeypatch.delenv(enc_mod.TRUST_TORCHSCRIPT_ENV)
+    explicit = ClipTextEncoder("ViT-S-32-alt", weights=benign, trust_torchscript=True).encode(["x"])
+    np.testing.assert_array_equal(trusted, explicit)
+
+
+def test_openai_release_hashes_come_from_the_download_urls():
+    known = enc_mod.openai_release_hashes()
+    url = open_clip.pretrained.get_pretrained_cfg("ViT-L-14-336", "openai")["url"]
+    assert known[url.split("/")[-2]] == "ViT-L-14-336px.pt" == enc_mod.PAPER_WEIGHTS_SHA256[url.split("/")[-2]]
+    assert {"ViT-B-32.pt", "ViT-L-14.pt", "RN50.pt"} <= set(known.values())
 
 
 def test_wrapped_state_dict_and_safetensors(tmp_path, small_tower_state):

@@ -146,3 +146,76 @@ def test_positions_still_get_weight_decay():
     assert mod.xpos.grad is not None and not mod.xpos.grad.any()
     opt.step()
     torch.testing.assert_close(mod.xpos.detach(), before * (1 - 0.05))
+
+
+def kernel_transcription(x, xpos, ypos, stride):
+    """The authors' CUDA forward kernel transcribed literally in float32 scalars, one output element at a time:
+    `val = q11*(1-dx)*(1-dy) + q21*dx*(1-dy) + q12*(1-dx)*dy + q22*dx*dy`, each operation rounded to float32
+    (q21: row y1, column x1+1; q12: row y1+1, column x1). The stride-2 +0.5 is added in float32 first."""
+    f32 = np.float32
+    bsz, ch, h, w = x.shape
+    out = np.zeros((bsz, ch, h // stride, w), np.float32)
+    for c in range(ch):
+        y = f32(ypos[c] + f32(0.5)) if stride == 2 else f32(ypos[c])
+        xx = f32(xpos[c])
+        x1, y1 = math.floor(xx), math.floor(y)
+        dx, dy = f32(xx - f32(x1)), f32(y - f32(y1))
+        for b in range(bsz):
+            for hh in range(h // stride):
+                for ww in range(w):
+                    r, col = hh * stride + y1, ww + x1
+                    q11, q21 = f32(_q(x, b, c, r, col)), f32(_q(x, b, c, r, col + 1))
+                    q12, q22 = f32(_q(x, b, c, r + 1, col)), f32(_q(x, b, c, r + 1, col + 1))
+                    out[b, c, hh, ww] = (q11 * (f32(1) - dx) * (f32(1) - dy) + q21 * dx * (f32(1) - dy)
+                                         + q12 * (f32(1) - dx) * dy + q22 * dx * dy)
+    return out
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_kernel_formula_is_bit_identical_to_the_cuda_expression(stride, seed):
+    x, xpos, ypos, grad_out = _case(seed, stride, h=9, w=5, ch=6, bsz=2)
+    x32, xp32, yp32 = x.astype(np.float32), xpos.astype(np.float32), ypos.astype(np.float32)
+    xp32[4] = np.float32(1e-8)  # the released model's near-zero x offsets, both signs
+    xp32[5] = np.float32(-7e-9)
+    expected = kernel_transcription(x32, xp32, yp32, stride)
+    got = temporal_shift(torch.tensor(x32), torch.tensor(xp32), torch.tensor(yp32), stride, formula="kernel")
+    np.testing.assert_array_equal(got.numpy().view(np.int32), expected.view(np.int32))  # bit for bit
+    # The adjoint pass of the kernel samples the output gradient at the negated positions with the same expression.
+    xt = torch.tensor(x32, requires_grad=True)
+    temporal_shift(xt, torch.tensor(xp32), torch.tensor(yp32), 1, formula="kernel").backward(
+        torch.tensor(x32[..., ::-1].copy()))
+    adj = kernel_transcription(x32[..., ::-1].copy(), -xp32, -yp32, 1)
+    np.testing.assert_array_equal(xt.grad.numpy().view(np.int32), adj.view(np.int32))
+    # The default lerp form is the same function up to rounding (a few ulp of the inputs' magnitude).
+    lerp = temporal_shift(torch.tensor(x32), torch.tensor(xp32), torch.tensor(yp32), stride).numpy()
+    assert np.abs(lerp - expected).max() <= 4 * np.finfo(np.float32).eps * np.abs(x32).max()
+
+
+def test_lerp_and_kernel_forms_differ_in_the_last_bits():
+    """Why the switch exists: on float32 activations the lerp form differs in a sizeable share of elements."""
+    rng = np.random.default_rng(5)
+    x = torch.tensor(rng.normal(size=(4, 64, 32, 25)).astype(np.float32))
+    ypos = torch.tensor(rng.uniform(-1, 1, 64).astype(np.float32))
+    xpos = torch.tensor(rng.uniform(-1e-8, 1e-8, 64).astype(np.float32))
+    a = temporal_shift(x, xpos, ypos, 1).numpy()
+    b = temporal_shift(x, xpos, ypos, 1, formula="kernel").numpy()
+    share = float(np.mean(a != b))
+    assert 0.05 < share < 0.9
+    assert np.abs(a - b).max() <= 4 * np.finfo(np.float32).eps * float(x.abs().max())
+    with pytest.raises(ValueError, match="formula"):
+        temporal_shift(x, xpos, ypos, 1, formula="cuda")
+
+
+def test_kernel_formula_reaches_every_shift_of_the_backbone_and_the_official_profile(project_root):
+    from star_repro.config import load_params
+    from star_repro.models.shiftgcn import ShiftGCN
+    from star_repro.training.pretrain import resolve_config
+
+    model = ShiftGCN(10, width=0.25, shift_formula="kernel")
+    shifts = [m for m in model.modules() if isinstance(m, TemporalShift)]
+    assert len(shifts) == 20 and {m.formula for m in shifts} == {"kernel"}
+    assert {m.formula for m in ShiftGCN(10, width=0.25).modules() if isinstance(m, TemporalShift)} == {"lerp"}
+    params = load_params(project_root / "params.yaml")
+    assert resolve_config(params["profiles"]["official-code"]["pretrain"])["shift_formula"] == "kernel"
+    assert resolve_config(params["profiles"]["paper"]["pretrain"])["shift_formula"] == "lerp"

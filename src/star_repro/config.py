@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from star_repro.errors import ParamsError
+from star_repro.text.yaml_lines import UniqueKeyLoader
 
 SCHEMA_PATH = Path(__file__).with_name("params.schema.yaml")
 PROFILES = ("demo", "paper", "official-code")
@@ -25,8 +26,9 @@ def _format_path(path: Iterable[Any]) -> str:
     return ".".join(parts) if parts else "(top level)"
 
 
-# libyaml's loader when PyYAML has it: params.yaml is read by every stage, and the pure-Python loader took ~0.4 s
-_YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# libyaml's loader when PyYAML has it (params.yaml is read by every stage, and the pure-Python loader took
+# ~0.4 s), refusing duplicate keys
+_YamlLoader = UniqueKeyLoader
 
 
 @lru_cache(maxsize=1)
@@ -75,6 +77,42 @@ def _check_cross_references(params: Mapping, source: str) -> None:
                               f"{exp['dataset']} (have {sorted(params['protocols'][exp['dataset']])})")
         if exp["dataset"] not in params["data"]["datasets"]:
             raise ParamsError(f"{source}: experiments.{name}.dataset: {exp['dataset']} is not in data.datasets")
+    _check_report_references(params, source)
+
+
+# What each figure of `figures` draws: the experiment itself plus these suffixed companions (reporting/figures.py).
+_FIGURE_COMPANIONS = {"main": ("",), "tsne": ("", "_no_prompts"), "confusion": ("",)}
+
+
+def _check_report_references(params: Mapping, source: str) -> None:
+    """Every experiment a figure or table will read exists: a figure naming a missing experiment, a `fig3`
+    run that no Figure 3 draws, or a Table 6/7 variant without the full STAR model of its cell is an error
+    naming the key here, not a failure of the reporting stage later."""
+    exps = params["experiments"]
+    for kind, names in params["figures"].items():
+        for i, base in enumerate(names):
+            for suffix in _FIGURE_COMPANIONS[kind]:
+                if base + suffix not in exps:
+                    why = f" (figure 4 compares {base} with it)" if suffix else ""
+                    raise ParamsError(f"{source}: figures.{kind}[{i}]: no experiment named {base + suffix!r} in "
+                                      f"`experiments`{why}")
+    for name, exp in exps.items():
+        if "fig3" in exp["tables"]:
+            if not any(name.startswith(f"{b}_m") for b in params["figures"]["main"]):
+                raise ParamsError(f"{source}: experiments.{name}.tables: fig3 runs are named <figure base>_m<k> "
+                                  f"for a base in figures.main {params['figures']['main']}")
+            m = (exp.get("overrides") or {}).get("m")
+            if not isinstance(m, int) or isinstance(m, bool) or m < 1:
+                raise ParamsError(f"{source}: experiments.{name}.overrides.m: a fig3 run sets the number of "
+                                  f"prompts m (an integer >= 1), got {m!r}")
+        for table in (6, 7):
+            if table in exp["tables"] and exp.get("variant", "full") != "full":
+                cell = (exp["dataset"], exp["protocol"], exp["split"])
+                if not any(e.get("variant", "full") == "full" and e.get("method", "star") == "star"
+                           and (e["dataset"], e["protocol"], e["split"]) == cell for e in exps.values()):
+                    raise ParamsError(f"{source}: experiments.{name}.tables: table {table} compares variant "
+                                      f"{exp.get('variant')!r} with the full STAR model of its cell {cell}, and "
+                                      "no experiment is that model")
 
 
 def load_params(path: str | Path = "params.yaml") -> dict:
@@ -87,19 +125,28 @@ def load_params(path: str | Path = "params.yaml") -> dict:
     return copy.deepcopy(_load_params_cached(str(path.resolve()), st.st_mtime_ns, st.st_size, str(path)))
 
 
+def load_yaml_file(path: str | Path, shown: str | Path | None = None) -> Any:
+    """A settings YAML file, parsed; syntax errors and duplicate keys are `ParamsError`s naming file and line.
+    The Snakefile runs this on its config files too (Snakemake's own loader keeps a duplicate's last value)."""
+    shown = Path(shown or path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ParamsError(f"{shown} not found (run from the project root or pass --params)") from None
+    except UnicodeDecodeError as exc:
+        raise ParamsError(f"{shown}: not UTF-8 text ({exc.reason} at byte {exc.start}): expected UTF-8") from None
+    try:
+        return yaml.load(text, Loader=_YamlLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{shown}:{mark.line + 1}" if mark else str(shown)
+        raise ParamsError(f"{where}: not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
+
+
 @lru_cache(maxsize=4)
 def _load_params_cached(resolved: str, mtime_ns: int, size: int, shown: str) -> dict:
     path = Path(shown)
-    try:
-        text = Path(resolved).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ParamsError(f"{path} not found (run from the project root or pass --params)") from None
-    try:
-        params = yaml.load(text, Loader=_YamlLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ParamsError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    params = load_yaml_file(resolved, shown)
     if not isinstance(params, dict):
         raise ParamsError(f"{path}: expected a mapping at the top level")
     validate(params, str(path))

@@ -34,7 +34,8 @@ def decode_text(data: bytes, source: str | Path, encoding: str = "utf-8") -> str
     from star_repro.errors import InputFormatError
 
     if data.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")):
-        raise InputFormatError(source, 1, f"the file starts with a byte-order mark: expected {encoding} text without one")
+        raise InputFormatError(source, 1, f"the file starts with a byte-order mark: expected {encoding} text "
+                                          "without one")
     try:
         return data.decode(encoding)
     except UnicodeDecodeError as exc:

@@ -2,9 +2,11 @@ import json
 import os
 import sys
 
-from star_repro.config import subset, validate
+from star_repro.config import load_yaml_file, subset, validate
 from star_repro.registry import build_stages
 
+for _cf in workflow.configfiles:  # duplicate keys: Snakemake's loader would keep the last value silently
+    load_yaml_file(_cf)
 validate(config, "params.yaml (snakemake config)")
 # Stage commands call `star-repro` from the environment Snakemake itself runs in.
 shell.prefix(f"export PATH={os.path.dirname(sys.executable)}:$PATH; ")

@@ -219,9 +219,9 @@ def _process_ntu_batch(task: tuple[list[NtuEntry], str, tuple[str, int, int], in
 def check_finite_sample(arr: np.ndarray, source: str) -> None:
     """Refuse a processed sample with a non-finite value (one vectorised check): coordinates that each fit
     float32 can still overflow when centred (x - origin). Nothing non-finite is ever written."""
-    if not np.isfinite(arr).all():
-        with np.errstate(invalid="ignore"):
-            worst = float(np.nanmax(np.abs(arr[np.isfinite(arr)]))) if np.isfinite(arr).any() else float("nan")
+    finite = np.isfinite(arr)
+    if not finite.all():
+        worst = float(np.abs(arr[finite]).max()) if finite.any() else float("nan")
         raise InputFormatError(source, None, f"processing gives values that overflow float32 (largest finite "
                                              f"|value| {worst:.6g}): the coordinates are implausibly large")
 

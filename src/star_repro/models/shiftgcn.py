@@ -119,13 +119,13 @@ class SpatialShift(nn.Module):
 class ShiftTCN(nn.Module):
     """Shift-GCN temporal block (STAR_SPEC §5.3): BN, shift, 1x1 conv, ReLU, strided shift, BN."""
 
-    def __init__(self, channels: int, stride: int = 1):
+    def __init__(self, channels: int, stride: int = 1, shift_formula: str = "lerp"):
         super().__init__()
         self.bn = nn.BatchNorm2d(channels)
         self.bn2 = nn.BatchNorm2d(channels)
         _bn_init(self.bn2, 1)
-        self.shift_in = TemporalShift(channels, stride=1, init_scale=1)
-        self.shift_out = TemporalShift(channels, stride=stride, init_scale=1)
+        self.shift_in = TemporalShift(channels, stride=1, init_scale=1, formula=shift_formula)
+        self.shift_out = TemporalShift(channels, stride=stride, init_scale=1, formula=shift_formula)
         self.temporal_linear = nn.Conv2d(channels, channels, 1)
         nn.init.kaiming_normal_(self.temporal_linear.weight, mode="fan_out")  # bias keeps PyTorch's default
 
@@ -148,10 +148,11 @@ class _ResidualConv(nn.Module):
 
 
 class ShiftGCNUnit(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, stride: int, residual: str, num_point: int = 25):
+    def __init__(self, in_channels: int, out_channels: int, stride: int, residual: str, num_point: int = 25,
+                 shift_formula: str = "lerp"):
         super().__init__()
         self.gcn1 = SpatialShift(in_channels, out_channels, num_point)
-        self.tcn1 = ShiftTCN(out_channels, stride)
+        self.tcn1 = ShiftTCN(out_channels, stride, shift_formula)
         self.residual_kind = residual
         if residual == "conv":
             self.residual = _ResidualConv(in_channels, out_channels, stride)
@@ -168,20 +169,22 @@ class ShiftGCNUnit(nn.Module):
 
 
 class ShiftGCN(nn.Module):
-    """The backbone STAR uses. Input (N, C=3, T, V=25, M=2); T must be a multiple of 4 for the two strides."""
+    """The backbone STAR uses. Input (N, C=3, T, V=25, M=2); T must be a multiple of 4 for the two strides.
+    `shift_formula`: the temporal shift's evaluation order ("kernel" = the authors' CUDA expression)."""
 
     def __init__(self, num_class: int, num_point: int = 25, num_person: int = 2, in_channels: int = 3,
-                 width: float = 1.0):
+                 width: float = 1.0, shift_formula: str = "lerp"):
         super().__init__()
         if not width > 0:
             raise ValueError(f"width must be positive, got {width}")
         self.num_class, self.num_point, self.num_person, self.in_channels = num_class, num_point, num_person, in_channels
         self.width = float(width)
+        self.shift_formula = shift_formula
         self.data_bn = nn.BatchNorm1d(num_person * in_channels * num_point)
         _bn_init(self.data_bn, 1)
         units = unit_channels(width, in_channels)
         for k, (cin, cout, stride, res) in enumerate(units, start=1):
-            self.add_module(f"l{k}", ShiftGCNUnit(cin, cout, stride, res, num_point))
+            self.add_module(f"l{k}", ShiftGCNUnit(cin, cout, stride, res, num_point, shift_formula))
         self.out_channels = units[-1][1]
         self.fc = nn.Linear(self.out_channels, num_class)
         nn.init.normal_(self.fc.weight, 0, math.sqrt(2.0 / num_class))

@@ -5,6 +5,13 @@ where y_c = ypos_c (+0.5 at stride 2) and x_c = xpos_c. Because the offsets are 
 of an integer-shifted window per channel followed by two lerps: no loops over channels, every pass is O(output)
 (measured at 1.5-2x a 1x1 convolution of the same tensor, forward + backward, on CPU).
 
+Two evaluation orders of the same bilinear weights (`formula`):
+- "lerp" (default): two `torch.lerp`s, rows then columns; fastest.
+- "kernel": the authors' CUDA kernel's own expression, q11·(1−dx)·(1−dy) + q21·dx·(1−dy) + q12·(1−dx)·dy +
+  q22·dx·dy, evaluated left to right in the input's dtype. The two differ by 1-2 ulp in about a third of the
+  elements; "kernel" is what the `official-code` profile uses, so that an eval-mode backbone reproduces the
+  authors' model bit for bit (the adjoint and the position derivative use the kernel's expressions too).
+
 The position gradient is the authors' non-standard rule, not the true derivative: the batch-mean derivative
 g_y[c] is replaced by 0.01·sign(g_y[c]) (1e-4 where it is exactly zero) and the x gradient is forced to zero.
 In "raw" mode the op returns the batch-mean derivative unchanged and `apply_position_grad_rule` applies the rule
@@ -19,6 +26,7 @@ from torch import nn
 
 SIGN_STEP = 0.01
 ZERO_STEP = 1e-4
+FORMULAS = ("lerp", "kernel")
 
 
 def _geometry(xs: np.ndarray, ys: np.ndarray, stride: int, h_in: int, w_in: int, device) -> dict:
@@ -65,34 +73,45 @@ def _taps(g: torch.Tensor, stride: int, h_out: int) -> tuple[torch.Tensor, torch
     return top, bottom
 
 
-def _sample(x: torch.Tensor, xs: np.ndarray, ys: np.ndarray, stride: int):
+def _sample(x: torch.Tensor, xs: np.ndarray, ys: np.ndarray, stride: int, formula: str = "lerp"):
     """Bilinear sample of every channel at (h·s + ys_c, w + xs_c), zero outside; returns (out, window, geometry)."""
     geo = _geometry(xs, ys, stride, x.shape[2], x.shape[3], x.device)
     g = _window(x, geo)
     top, bottom = _taps(g, stride, geo["h_out"])
     wy1 = geo["dy"].to(x.dtype).view(1, -1, 1, 1)
     wx1 = geo["dx"].to(x.dtype).view(1, -1, 1, 1)
+    if formula == "kernel":
+        return _kernel_formula(top, bottom, wx1, wy1), g, geo
     rows = torch.lerp(top, bottom, wy1)  # (B, C, Ho, W+1)
     out = torch.lerp(rows[..., :-1], rows[..., 1:], wx1)
     return out, g, geo
 
 
+def _kernel_formula(top: torch.Tensor, bottom: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
+    """The CUDA kernel's `q11*(1-dx)*(1-dy) + q21*dx*(1-dy) + q12*(1-dx)*dy + q22*dx*dy`, one rounding per
+    operation in the kernel's left-to-right order (q21: row y1, column x1+1; q12: row y1+1, column x1)."""
+    q11, q21 = top[..., :-1], top[..., 1:]
+    q12, q22 = bottom[..., :-1], bottom[..., 1:]
+    one_dx, one_dy = 1 - dx, 1 - dy
+    return q11 * one_dx * one_dy + q21 * dx * one_dy + q12 * one_dx * dy + q22 * dx * dy
+
+
 class _TemporalShiftFn(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, xpos, ypos, stride: int, raw: bool):
+    def forward(ctx, x, xpos, ypos, stride: int, raw: bool, formula: str):
         if stride not in (1, 2):
             raise ValueError(f"temporal shift stride must be 1 or 2, got {stride}")
         ys = (ypos + 0.5 if stride == 2 else ypos).detach().cpu().numpy()
         xs = xpos.detach().cpu().numpy()
-        out, g, geo = _sample(x, xs, ys, stride)
+        out, g, geo = _sample(x, xs, ys, stride, formula)
         ctx.save_for_backward(g, geo["dx"])
-        ctx.meta = (stride, geo["h_out"], tuple(x.shape), raw, xs, ys, xpos.dtype)
+        ctx.meta = (stride, geo["h_out"], tuple(x.shape), raw, xs, ys, xpos.dtype, formula)
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
         g, dx = ctx.saved_tensors
-        stride, h_out, shape, raw, xs, ys, pos_dtype = ctx.meta
+        stride, h_out, shape, raw, xs, ys, pos_dtype, formula = ctx.meta
         b, ch, h_in, w_in = shape
         grad_out = grad_out.contiguous()
 
@@ -105,18 +124,21 @@ class _TemporalShiftFn(torch.autograd.Function):
             if stride == 2:
                 src = grad_out.new_zeros(b, ch, h_in, w_in)
                 src[:, :, 0:2 * h_out:2] = grad_out
-            grad_x, _, _ = _sample(src, -xs, -ys, 1)
+            grad_x, _, _ = _sample(src, -xs, -ys, 1, formula)
 
         grad_xpos = grad_ypos = None
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
             top, bottom = _taps(g, stride, h_out)
             diff = bottom - top  # q(y1+1, ·) − q(y1, ·)
             wx1 = dx.to(grad_out.dtype).view(1, -1, 1, 1)
-            d_out_dy = torch.lerp(diff[..., :-1], diff[..., 1:], wx1)
+            if formula == "kernel":  # the kernel's (1-dx)*(q12-q11) + dx*(q22-q21)
+                d_out_dy = (1 - wx1) * diff[..., :-1] + wx1 * diff[..., 1:]
+            else:
+                d_out_dy = torch.lerp(diff[..., :-1], diff[..., 1:], wx1)
             raw_y = ((grad_out * d_out_dy).sum(dim=(0, 2, 3)) / b).to(pos_dtype)
             grad_ypos = raw_y if raw else position_grad_rule(raw_y)
             grad_xpos = torch.zeros_like(raw_y)
-        return grad_x, grad_xpos, grad_ypos, None, None
+        return grad_x, grad_xpos, grad_ypos, None, None, None
 
 
 def position_grad_rule(raw: torch.Tensor) -> torch.Tensor:
@@ -125,32 +147,38 @@ def position_grad_rule(raw: torch.Tensor) -> torch.Tensor:
 
 
 def temporal_shift(x: torch.Tensor, xpos: torch.Tensor, ypos: torch.Tensor, stride: int = 1,
-                   raw_position_grad: bool = False) -> torch.Tensor:
-    """Bilinear per-channel shift of x (B, C, T, V) along T (and V), output (B, C, T // stride, V)."""
+                   raw_position_grad: bool = False, formula: str = "lerp") -> torch.Tensor:
+    """Bilinear per-channel shift of x (B, C, T, V) along T (and V), output (B, C, T // stride, V).
+    `formula`: "lerp" or "kernel" (the authors' CUDA expression; see the module docstring)."""
+    if formula not in FORMULAS:
+        raise ValueError(f"temporal shift formula must be one of {FORMULAS}, got {formula!r}")
     if x.dim() != 4:
         raise ValueError(f"temporal shift expects (B, C, T, V), got shape {tuple(x.shape)}")
     if xpos.shape != (x.shape[1],) or ypos.shape != (x.shape[1],):
         raise ValueError(f"positions must have shape ({x.shape[1]},), got {tuple(xpos.shape)}, {tuple(ypos.shape)}")
-    return _TemporalShiftFn.apply(x, xpos, ypos, int(stride), bool(raw_position_grad))
+    return _TemporalShiftFn.apply(x, xpos, ypos, int(stride), bool(raw_position_grad), formula)
 
 
 class TemporalShift(nn.Module):
     """One learnable shift per channel; parameter names (`xpos`, `ypos`) match the authors' checkpoints."""
 
-    def __init__(self, channels: int, stride: int = 1, init_scale: float = 1.0):
+    def __init__(self, channels: int, stride: int = 1, init_scale: float = 1.0, formula: str = "lerp"):
         super().__init__()
         if stride not in (1, 2):
             raise ValueError(f"stride must be 1 or 2, got {stride}")
+        if formula not in FORMULAS:
+            raise ValueError(f"formula must be one of {FORMULAS}, got {formula!r}")
         self.stride = stride
+        self.formula = formula
         self.raw_position_grad = False
         self.xpos = nn.Parameter(torch.empty(channels).uniform_(-1e-8, 1e-8))
         self.ypos = nn.Parameter(torch.empty(channels).uniform_(-init_scale, init_scale))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return temporal_shift(x, self.xpos, self.ypos, self.stride, self.raw_position_grad)
+        return temporal_shift(x, self.xpos, self.ypos, self.stride, self.raw_position_grad, self.formula)
 
     def extra_repr(self) -> str:
-        return f"channels={self.ypos.numel()}, stride={self.stride}"
+        return f"channels={self.ypos.numel()}, stride={self.stride}, formula={self.formula}"
 
 
 def set_raw_position_grad(model: nn.Module, raw: bool = True) -> int:
@@ -175,4 +203,4 @@ def apply_position_grad_rule(model: nn.Module) -> None:
 
 
 __all__ = ["TemporalShift", "temporal_shift", "position_grad_rule", "apply_position_grad_rule",
-           "set_raw_position_grad", "SIGN_STEP", "ZERO_STEP"]
+           "set_raw_position_grad", "SIGN_STEP", "ZERO_STEP", "FORMULAS"]

@@ -14,11 +14,10 @@ from collections import defaultdict
 from pathlib import Path
 from statistics import mean, stdev
 
-import yaml
-
 from star_repro.data.classes import classes_of
 from star_repro.errors import StarReproError
 from star_repro.io import write_text_atomic
+from star_repro.text.yaml_lines import load_yaml_unique
 
 PAPER_NUMBERS = Path(__file__).with_name("paper_numbers.yaml")
 METRICS = (("zsl", "zsl_top1"), ("seen", "gzsl_seen"), ("unseen", "gzsl_unseen"), ("h", "gzsl_h"))
@@ -79,7 +78,7 @@ def _fmt(v: float | None, std: float | None = None, signed: bool = False) -> str
 
 
 def build_rows(params: dict, runs_root: Path) -> list[dict]:
-    paper = yaml.safe_load(PAPER_NUMBERS.read_text(encoding="utf-8"))
+    paper = load_yaml_unique(PAPER_NUMBERS.read_text(encoding="utf-8"))
     metrics = load_run_metrics(runs_root, params)
     exps = params["experiments"]
     splits = params["splits"]

@@ -183,6 +183,22 @@ class Problem:
     reason: str = ""
 
 
+class _DuplicateJsonKey(ValueError):
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict:
+    """`json.loads` hook: a key twice in one object is an error (a hand-merged cache could repeat a class)."""
+    out: dict = {}
+    for k, v in pairs:
+        if k in out:
+            raise _DuplicateJsonKey(k)
+        out[k] = v
+    return out
+
+
 @dataclass
 class DescriptionCache:
     dataset: str  # a cache dataset: ntu120 | pku1
@@ -281,9 +297,16 @@ class DescriptionCache:
     @classmethod
     def loads(cls, text: str, file: str) -> "DescriptionCache":
         try:
-            obj = json.loads(text)
+            obj = json.loads(text, object_pairs_hook=_unique_pairs)
         except json.JSONDecodeError as exc:
             raise InputFormatError(file, exc.lineno, f"invalid JSON: {exc.msg} (column {exc.colno})") from None
+        except _DuplicateJsonKey as exc:
+            lines = [i + 1 for i, line in enumerate(text.splitlines())
+                     if re.search(rf'(^|[{{,\s]){re.escape(json.dumps(exc.key))}\s*:', line)]
+            where = f" (lines {', '.join(map(str, lines[:4]))})" if len(lines) > 1 else ""
+            raise InputFormatError(file, lines[1] if len(lines) > 1 else None,
+                                   f"duplicate key {exc.key!r} in one object{where}: JSON loaders keep the last "
+                                   "one silently; keep one") from None
         return cls.from_obj(obj, file)
 
     @classmethod

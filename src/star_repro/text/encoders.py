@@ -38,6 +38,13 @@ _OPENAI_FILE_SIZES = {
     "ViT-B-32.pt": "about 340 MB",
     "ViT-B-16.pt": "about 335 MB",
 }
+# Loading a TorchScript archive runs code stored in it (its `__setstate__` methods, at least). Only OpenAI's
+# published releases, recognised by the sha256 in their download URL, are loaded that way, unless the user sets
+# this variable to 1 for a file they trust (docs/text-embeddings.md).
+TRUST_TORCHSCRIPT_ENV = "STAR_REPRO_TRUST_TORCHSCRIPT"
+# The paper's encoder file, pinned here as well (a test checks that open_clip's URL carries the same hash).
+PAPER_WEIGHTS_SHA256 = {"3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02": "ViT-L-14-336px.pt"}
+_OPENAI_URL_RE = re.compile(r"openaipublic\.azureedge\.net/clip/models/([0-9a-f]{64})/([^/]+)$")
 # State-dict keys of an open_clip/OpenAI CLIP checkpoint that belong to the text tower.
 _TEXT_PREFIXES = ("token_embedding.", "positional_embedding", "transformer.", "ln_final.", "text_projection",
                   "cls_emb")
@@ -196,8 +203,66 @@ def _missing_weights_message(model_name: str, pretrained: str, searched: list[Pa
             f"Searched: {where}. Nothing is downloaded automatically.")
 
 
-def _read_checkpoint(path: Path) -> dict[str, Any]:
-    """Read OpenAI's TorchScript release, a torch-saved state dict or a .safetensors file into a flat dict."""
+def openai_release_hashes() -> dict[str, str]:
+    """sha256 -> file name of every OpenAI CLIP release open_clip knows (the hash is part of each download URL,
+    e.g. .../3035c92b.../ViT-L-14-336px.pt): the TorchScript archives that may be loaded without the trust flag."""
+    import open_clip
+    from open_clip.pretrained import get_pretrained_cfg
+
+    out = dict(PAPER_WEIGHTS_SHA256)
+    for model, tag in open_clip.list_pretrained():
+        m = _OPENAI_URL_RE.search((get_pretrained_cfg(model, tag) or {}).get("url") or "")
+        if m:
+            out[m.group(1)] = m.group(2)
+    return out
+
+
+def torchscript_trusted(trust: bool | None = None) -> bool:
+    """The explicit trust flag: the `trust` argument, else the environment variable `TRUST_TORCHSCRIPT_ENV`=1."""
+    if trust is not None:
+        return bool(trust)
+    return os.environ.get(TRUST_TORCHSCRIPT_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def _is_torchscript(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+    return any(n.endswith("/constants.pkl") or "/code/" in n for n in names)
+
+
+def _load_torchscript(path: Path, trust: bool | None) -> dict[str, Any]:
+    """The tensors of a TorchScript archive, which is loaded (its code run) only when the bytes about to be
+    loaded hash to one of OpenAI's published releases, or when the user has set the trust flag."""
+    import hashlib
+    import io
+    import warnings
+
+    import torch
+
+    data = path.read_bytes()  # hashed and loaded from the same bytes: the file cannot change in between
+    digest = hashlib.sha256(data).hexdigest()
+    known = openai_release_hashes()
+    if digest not in known and not torchscript_trusted(trust):
+        paper = next((h for h, f in known.items() if f == "ViT-L-14-336px.pt"), "unknown")
+        raise StarReproError(
+            f"{path}: a TorchScript archive whose sha256 {digest} is none of OpenAI's published CLIP releases "
+            f"(ViT-L-14-336px.pt is {paper}). Loading TorchScript runs code stored in the file, so it is refused. "
+            f"Use OpenAI's file, or a state dict (.pt saved by torch.save, or .safetensors), or set "
+            f"{TRUST_TORCHSCRIPT_ENV}=1 if you trust this file")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        module = torch.jit.load(io.BytesIO(data), map_location="cpu")
+    return dict(module.state_dict())
+
+
+def _read_checkpoint(path: Path, trust_torchscript: bool | None = None) -> dict[str, Any]:
+    """Read OpenAI's TorchScript release, a torch-saved state dict or a .safetensors file into a flat dict.
+
+    Only OpenAI's TorchScript releases (by sha256) are loaded as TorchScript without the trust flag; state
+    dicts go through `torch.load(weights_only=True)`, which runs no code.
+    """
     import torch
 
     try:
@@ -205,18 +270,8 @@ def _read_checkpoint(path: Path) -> dict[str, Any]:
             from safetensors.torch import load_file
 
             return dict(load_file(str(path), device="cpu"))
-        is_script = False
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as zf:
-                names = zf.namelist()
-            is_script = any(n.endswith("/constants.pkl") or "/code/" in n for n in names)
-        if is_script:  # OpenAI's ViT-*.pt files are TorchScript archives
-            import warnings
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                module = torch.jit.load(str(path), map_location="cpu")
-            return dict(module.state_dict())
+        if _is_torchscript(path):  # OpenAI's ViT-*.pt files are TorchScript archives
+            return _load_torchscript(path, trust_torchscript)
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except StarReproError:
         raise
@@ -254,7 +309,7 @@ class ClipTextEncoder:
 
     def __init__(self, model_name: str, *, weights: str | Path | None = None, pretrained: str = "openai",
                  quick_gelu: bool | None = None, truncate: str = "error", seed: int = 0, device: str = "cpu",
-                 batch_size: int = 64, hash_cache: str | Path | None = None):
+                 batch_size: int = 64, hash_cache: str | Path | None = None, trust_torchscript: bool | None = None):
         import open_clip
         from open_clip.pretrained import get_pretrained_cfg
 
@@ -283,6 +338,7 @@ class ClipTextEncoder:
         self._model = None
         self._model_device = "cpu"
         self._tokenizer = None
+        self.trust_torchscript = trust_torchscript  # None: the environment variable decides, at load time
         if weights == "random":
             self.weights_path = None
             self._model = self._build_tower(seed)
@@ -329,7 +385,7 @@ class ClipTextEncoder:
         """The text tower on the target device, loaded on first use."""
         if self._model is None:
             tower = self._build_tower(None)
-            raw = _read_checkpoint(self.weights_path)
+            raw = _read_checkpoint(self.weights_path, self.trust_torchscript)
             text = _text_state_dict(raw, self.weights_path)
             expected = tower.state_dict()
             missing = [k for k in expected if k not in text]

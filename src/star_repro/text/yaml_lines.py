@@ -8,7 +8,40 @@ import yaml
 
 from star_repro.errors import InputFormatError
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class UniqueKeyLoader(_BaseLoader):
+    """The safe loader (libyaml's when present), but a key given twice in one mapping is an error naming the
+    key and both lines: plain PyYAML keeps the last value silently (`profile: demo` then `profile: paper` loads
+    `paper`). Merge keys (`<<`) may still override, as YAML intends."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for k_node, _ in node.value:
+                if k_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(k_node, deep=True)
+                try:
+                    first = seen.get(key)
+                except TypeError:  # unhashable key: the base constructor reports it
+                    continue
+                line = k_node.start_mark.line + 1
+                if first is not None:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (first at line {first}, again at line {line})",
+                        k_node.start_mark)
+                seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
+_Loader = _BaseLoader  # load_yaml_with_lines finds duplicates itself, naming the whole key path
+
+
+def load_yaml_unique(text: str) -> Any:
+    """`yaml.safe_load` that refuses duplicate keys (`UniqueKeyLoader`); errors are `yaml.MarkedYAMLError`."""
+    return yaml.load(text, Loader=UniqueKeyLoader)
 
 
 def _scalar_key(node: yaml.Node) -> Any:

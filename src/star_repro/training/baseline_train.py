@@ -33,6 +33,7 @@ from star_repro.errors import InputFormatError, StarReproError
 from star_repro.io import (canonical_json, save_npy_atomic, save_torch_atomic, sha256_file, sha256_text, tsv_text,
                           write_json_atomic, write_text_atomic)
 from star_repro.provenance import file_digest
+from star_repro.text.yaml_lines import load_yaml_unique
 from star_repro.training.feature_cache import cached_features, dataset_signature
 
 #: Keys of a `baselines.<method>` section that this module reads (the rest configure the method itself).
@@ -100,7 +101,7 @@ def paper_gamma(dataset: str) -> float | None:
     import yaml
 
     try:
-        data = yaml.safe_load(PAPER_NUMBERS.read_text(encoding="utf-8")) or {}
+        data = load_yaml_unique(PAPER_NUMBERS.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise StarReproError(f"{PAPER_NUMBERS}: unreadable ({exc})") from None
     value = ((data.get("table1") or {}).get("gamma") or {}).get(dataset)

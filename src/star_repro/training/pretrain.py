@@ -47,6 +47,9 @@ DEFAULTS: dict = {
     # Evaluate on the known-class test set every k epochs (always after the last one). The paper's code evaluates
     # every epoch; the demo only needs the final number, and a test pass costs about a third of a demo epoch.
     "eval_every": 1,
+    # The temporal shift's evaluation order (models/temporal_shift.py): "kernel" is the authors' CUDA
+    # expression, bit for bit (the official-code profile); "lerp" differs by 1-2 ulp in a third of the values.
+    "shift_formula": "lerp",
 }
 # Keys that do not change the result: a checkpoint made with other values of these still resumes.
 _NON_SEMANTIC = {"epochs", "num_workers", "keep_checkpoints", "test_batch_size", "eval_every"}
@@ -99,6 +102,10 @@ def resolve_config(cfg: Mapping | None) -> dict:
             bad(key, "[p] or [low, high] with 0 < low <= high <= 1")
     if out["feeder"] not in ("auto", "ntu", "pku"):
         bad("feeder", "'auto', 'ntu' or 'pku'")
+    from star_repro.models.temporal_shift import FORMULAS
+
+    if out["shift_formula"] not in FORMULAS:
+        bad("shift_formula", f"one of {', '.join(FORMULAS)}")
     out["base_lr"] = float(out["base_lr"])
     out["width"] = float(out["width"])
     out["p_interval_train"] = [float(v) for v in out["p_interval_train"]]
@@ -108,7 +115,9 @@ def resolve_config(cfg: Mapping | None) -> dict:
 
 def _fingerprint(cfg: dict, dataset, protocol: str, split, feeder: str) -> str:
     ident = {
-        "cfg": {k: v for k, v in cfg.items() if k not in _NON_SEMANTIC},
+        # shift_formula "lerp" is left out: it is what every checkpoint made before the key existed used
+        "cfg": {k: v for k, v in cfg.items() if k not in _NON_SEMANTIC
+                and not (k == "shift_formula" and v == "lerp")},
         "protocol": protocol, "split": split.name, "unknown": list(split.unknown), "feeder": feeder,
         "samples": hashlib.sha256((dataset.root / "samples.tsv").read_bytes()).hexdigest(),
         "protocols": hashlib.sha256((dataset.root / "protocols.json").read_bytes()).hexdigest(),
@@ -235,7 +244,7 @@ def _pretrain(processed_dir, protocol, split, cfg, out_dir, device, progress, th
 
     common.seed_everything(cfg["seed"])
     model = ShiftGCN(num_class, num_point=dataset.joints.shape[3], num_person=dataset.joints.shape[4],
-                     width=cfg["width"])
+                     width=cfg["width"], shift_formula=cfg["shift_formula"])
     set_raw_position_grad(model, True)  # the sign rule is applied after gradients are summed over processes
     if ctx.distributed:
         model = common.convert_sync_batchnorm(model, ctx.device)
@@ -373,7 +382,8 @@ def _pretrain(processed_dir, protocol, split, cfg, out_dir, device, progress, th
         write_json_atomic(out_dir / "config.json", {
             "dataset": str(processed_dir), "protocol": protocol, "split": split.name,
             "known_classes": list(split.known), "unknown_classes": list(split.unknown), "num_class": num_class,
-            "width": cfg["width"], "unit_channels": channels, "out_channels": model.out_channels,
+            "width": cfg["width"], "shift_formula": cfg["shift_formula"], "unit_channels": channels,
+            "out_channels": model.out_channels,
             "parameters": count_parameters(model), "seed": cfg["seed"], "feeder": feeder, "config": cfg,
             "world_size": ctx.world_size, "device": ctx.device.type, "threads": n_threads,
             "fingerprint": fingerprint, "train_indices_sha256": hashlib.sha256(

@@ -104,7 +104,8 @@ def load_backbone(backbone_dir: str | Path, split=None):
     if split is not None and sorted(int(k) for k in known) != list(split.known):
         raise StarReproError(f"{cfg_path}: the backbone was pretrained on other known classes than split "
                              f"{split.name}'s ({sorted(known)[:8]}...); it may have seen this split's unknown classes")
-    model = ShiftGCN(int(conf["num_class"]), width=conf["width"])
+    model = ShiftGCN(int(conf["num_class"]), width=conf["width"],
+                     shift_formula=conf.get("shift_formula", "lerp"))  # older backbones: lerp
     load_authors_checkpoint(model, model_path)
     for p in model.parameters():
         p.requires_grad_(False)
