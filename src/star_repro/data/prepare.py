@@ -18,6 +18,7 @@ import ctypes
 import json
 import logging
 import os
+import struct
 import sys
 import time
 import zipfile
@@ -54,6 +55,10 @@ class NtuEntry:
     name: str  # SsssCcccPpppRrrrAaaa
     container: str  # zip archive path, or "" for a loose file
     member: str  # member name inside the archive, or the file path
+    # zip members: (local header offset, compression method, compressed size, size, CRC-32, flag bits) from the
+    # central directory, so that workers read members directly instead of each parsing the whole directory
+    # (which holds one object per member: memory growing with the archive)
+    zip_info: tuple[int, int, int, int, int, int] | None = None
 
     @property
     def where(self) -> str:
@@ -96,11 +101,14 @@ def list_ntu_entries(sources: Iterable[str | Path], on_error: str = "fail"
     for src in sources:
         src = Path(src)
         if src.is_dir():
-            items = [("", str(p)) for p in sorted(src.rglob("*.skeleton"))]
+            items = [("", str(p), None) for p in sorted(src.rglob("*.skeleton"))]
         elif src.is_file() and zipfile.is_zipfile(src):
             try:
+                container = str(src)
                 with zipfile.ZipFile(src) as zf:
-                    items = [(str(src), n) for n in zf.namelist() if n.endswith(".skeleton")]
+                    items = [(container, z.filename, (z.header_offset, z.compress_type, z.compress_size,
+                                                      z.file_size, z.CRC, z.flag_bits))
+                             for z in zf.infolist() if z.filename.endswith(".skeleton")]
             except ZIP_READ_ERRORS as exc:
                 raise StarReproError(f"{src}: cannot read the zip archive's directory ({exc}); the archive is "
                                      "damaged: download it again") from None
@@ -108,9 +116,9 @@ def list_ntu_entries(sources: Iterable[str | Path], on_error: str = "fail"
             raise StarReproError(f"{src}: not a zip archive nor a folder of .skeleton files")
         else:
             raise StarReproError(f"{src}: not found")
-        for container, member in items:
+        for container, member, zip_info in items:
             base = member.replace("\\", "/").rsplit("/", 1)[-1][:-len(".skeleton")]
-            entry = NtuEntry(base, container, member)
+            entry = NtuEntry(base, container, member, zip_info)
             if not ntu_mod.SAMPLE_NAME_RE.match(base):
                 bad_names.append((base, entry.where, "file name is not an NTU sample name SsssCcccPpppRrrrAaaa"))
                 continue
@@ -142,16 +150,45 @@ def read_missing_list(path: str | Path) -> list[str]:
 # ------------------------------------------------------------------------------------------------ NTU workers
 
 _ZIPS: dict[str, zipfile.ZipFile] = {}
+_ZIP_FDS: dict[str, int] = {}
+_LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature, 22 bytes, name length, extra length
 
 
 def _read_entry(entry: NtuEntry) -> bytes:
     if not entry.container:
         with open(entry.member, "rb") as fh:
             return fh.read()
+    if entry.zip_info is not None:
+        return _read_zip_member(entry)
     zf = _ZIPS.get(entry.container)
     if zf is None:
         zf = _ZIPS[entry.container] = zipfile.ZipFile(entry.container)
     return zf.read(entry.member)
+
+
+def _read_zip_member(entry: NtuEntry) -> bytes:
+    """One member, read at its offset and checked as `ZipFile.read` checks it (size, CRC-32); the errors are
+    those of `zipfile`/`zlib` (`ZIP_READ_ERRORS`)."""
+    offset, method, csize, size, crc, flags = entry.zip_info
+    if flags & 0x1:
+        raise RuntimeError(f"{entry.member} is encrypted")
+    fd = _ZIP_FDS.get(entry.container)
+    if fd is None:
+        fd = _ZIP_FDS[entry.container] = os.open(entry.container, os.O_RDONLY)
+    head = os.pread(fd, _LOCAL_HEADER.size, offset)
+    if len(head) != _LOCAL_HEADER.size or head[:4] != b"PK\x03\x04":
+        raise zipfile.BadZipFile(f"bad local file header of {entry.member}")
+    _, name_len, extra_len = _LOCAL_HEADER.unpack(head)
+    data = os.pread(fd, csize, offset + _LOCAL_HEADER.size + name_len + extra_len)
+    if len(data) != csize:
+        raise EOFError(f"{entry.member}: the archive ends inside the member")
+    if method == zipfile.ZIP_DEFLATED:
+        data = zlib.decompress(data, -15)
+    elif method != zipfile.ZIP_STORED:
+        raise NotImplementedError(f"{entry.member}: compression method {method} is not supported")
+    if len(data) != size or zlib.crc32(data) != crc:
+        raise zipfile.BadZipFile(f"Bad CRC-32 for file {entry.member!r}")
+    return data
 
 
 _OUT_FDS: dict[str, int] = {}
@@ -169,10 +206,24 @@ def _write_slot(target: tuple[str, int, int], slot: int, row: np.ndarray) -> Non
 
 
 def _close_slot_file(path: str) -> None:
-    """Close this process's descriptor of a slot file (in-process runs; pool workers exit with theirs)."""
+    """Close this process's descriptors of the slot file and of the archives (in-process runs; pool workers
+    exit with theirs), so a later run never reads or writes through a stale descriptor."""
     fd = _OUT_FDS.pop(path, None)
     if fd is not None:
         os.close(fd)
+    while _ZIP_FDS:
+        os.close(_ZIP_FDS.popitem()[1])
+    while _ZIPS:
+        _ZIPS.popitem()[1].close()
+
+
+def release_freed_memory() -> None:
+    """Give freed heap memory back to the OS (glibc `malloc_trim`): after the archive listing, whose
+    per-member objects would otherwise stay resident, and be inherited by every forked worker."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _process_ntu_batch(task: tuple[list[NtuEntry], str, tuple[str, int, int], int]) -> list[tuple]:
@@ -366,6 +417,7 @@ def prepare_ntu(dataset: str, sources: list[Path], out_dir: Path, protocols: dic
     tune_malloc()
     t0 = time.perf_counter()
     entries, bad_names = list_ntu_entries(sources, on_error)
+    release_freed_memory()
     if bad_names and on_error == "fail":
         name, where, reason = bad_names[0]
         raise InputFormatError(where, None, reason)
