@@ -74,7 +74,9 @@ def test_prepare_ntu_end_to_end_formats(ntu_raw, real_data, tmp_path):
     assert sorted(proto["xview"]["train"] + proto["xview"]["test"]) == list(range(7))
     m = json.loads((out / "metrics.json").read_text())
     # the folder keeps the data's counts; run timing stays in the returned (stage) metrics only
-    assert m == {k: v for k, v in metrics.items() if k not in ("seconds", "files_per_s", "workers")}
+    run_keys = ("seconds", "files_per_s", "workers", "peak_rss_mib", "peak_worker_rss_mib")
+    assert m == {k: v for k, v in metrics.items() if k not in run_keys}
+    assert metrics["peak_rss_mib"] > 10 and metrics["peak_worker_rss_mib"] is None  # one process here
     assert "seconds" in metrics and m["samples"] == 7 and m["missing"] == 2 and m["missing_listed"] == 2
     assert m["missing_unlisted"] == [] and m["rejected"] == 0 and m["two_actor"] == 3
     ds = ProcessedDataset(out)

@@ -306,7 +306,8 @@ def test_rows_after_left_out_samples_move_up(real_data, tmp_path, workers):
         (tmp_path / folder).mkdir()
         for f in files:
             shutil.copy(f, tmp_path / folder / f.name)
-        prepare_ntu("ntu60", [tmp_path / folder], tmp_path / f"out_{folder}", {}, None, "skip", workers, False)
+        m = prepare_ntu("ntu60", [tmp_path / folder], tmp_path / f"out_{folder}", {}, None, "skip", workers, False)
+        assert m["peak_rss_mib"] > 10 and (m["peak_worker_rss_mib"] or 0) > (10 if workers > 1 else -1)
     with_gaps = np.load(tmp_path / "out_all" / "joints.npy")
     assert with_gaps.shape == (18, 3, 300, 25, 2) and np.abs(with_gaps).sum() > 0
     assert with_gaps.tobytes() == np.load(tmp_path / "out_good" / "joints.npy").tobytes()

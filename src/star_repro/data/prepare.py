@@ -67,7 +67,7 @@ class NtuEntry:
 
 # Timing and parallelism describe a run, not the data: they go to the stage's metrics, not into the processed
 # folder, so that a rerun with identical data leaves the folder byte-identical and nothing downstream reruns.
-_RUN_KEYS = ("seconds", "files_per_s", "videos_per_s", "workers")
+_RUN_KEYS = ("seconds", "files_per_s", "videos_per_s", "workers", "peak_rss_mib", "peak_worker_rss_mib")
 
 
 def _content_only(metrics: dict) -> dict:
@@ -226,11 +226,20 @@ def release_freed_memory() -> None:
         pass
 
 
-def _process_ntu_batch(task: tuple[list[NtuEntry], str, tuple[str, int, int], int]) -> list[tuple]:
+def peak_rss_kib() -> int:
+    """This process's resident-memory high-water mark (VmHWM), KiB; 0 where /proc is absent."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            return int(fh.read().split("VmHWM:")[1].split()[0])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _process_ntu_batch(task: tuple[list[NtuEntry], str, tuple[str, int, int], int]) -> tuple[list[tuple], int]:
     """Worker: a batch of samples -> per sample ("ok", frames, info) | ("missing", msg) | ("error", file, line,
     reason); each processed sample is written by the worker itself into slot `first_slot + i` of `joints.npy`
     (so no array travels back to the main process). Parsing is batched (`ntu.parse_skeletons`); results keep
-    the input order."""
+    the input order. Also returns the worker's peak resident memory so far (KiB)."""
     entries, dataset, target, first_slot = task
     items, read_errors = [], {}
     for i, entry in enumerate(entries):
@@ -264,7 +273,7 @@ def _process_ntu_batch(task: tuple[list[NtuEntry], str, tuple[str, int, int], in
         info = {"bodies": len(raw.bodies), "actors": den.actors, "removed": list(den.removed.values()),
                 "dropped_frames": len(raw.dropped_frames), "removed_frames": len(den.removed_frames)}
         out.append(("ok", int(den.joints.shape[0]), info))
-    return out
+    return out, peak_rss_kib()
 
 
 def check_finite_sample(arr: np.ndarray, source: str) -> None:
@@ -299,7 +308,13 @@ def _imap(func, tasks: list, workers: int) -> Iterator:
         return
     import multiprocessing as mp
 
-    ctx = mp.get_context("fork") if sys.platform.startswith("linux") else mp.get_context()
+    # forkserver: workers fork from a fresh server process, not from this one, so they do not inherit (and
+    # count as resident) the listing of every input, which grows with the dataset
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["star_repro.data.prepare"])
+    else:
+        ctx = mp.get_context()
     with ctx.Pool(workers, initializer=_worker_init) as pool:
         yield from pool.imap(func, tasks, chunksize=1)
 
@@ -440,7 +455,14 @@ def prepare_ntu(dataset: str, sources: list[Path], out_dir: Path, protocols: dic
         writer = _RowWriter(tmp / "joints.npy", len(todo), (3, ntu_mod.MAX_FRAMES, 25, 2))
         batches = [(todo[i:i + PARSE_BATCH], dataset, writer.target, i) for i in range(0, len(todo), PARSE_BATCH)]
         results = _imap(_process_ntu_batch, batches, workers)
-        flat = (r for batch in results for r in batch)
+        worker_peak = [0]
+
+        def flatten():
+            for out, peak in results:
+                worker_peak[0] = max(worker_peak[0], peak)
+                yield from out
+
+        flat = flatten()
         try:
             for slot, (entry, res) in enumerate(_progress(zip(todo, flat), len(todo), f"prepare {dataset}",
                                                           progress)):
@@ -482,6 +504,8 @@ def prepare_ntu(dataset: str, sources: list[Path], out_dir: Path, protocols: dic
             "listed_but_absent": len(listed - {e.name for e in selected}) if missing_list else None,
             "files": len(todo), "seconds": round(seconds, 3), "files_per_s": round(len(todo) / seconds, 1),
             "workers": workers, "frames_max": max(r[-1] for r in rows),
+            "peak_rss_mib": round(peak_rss_kib() / 1024, 1),
+            "peak_worker_rss_mib": round(worker_peak[0] / 1024, 1) if workers > 1 else None,
             "protocols": proto_sizes,
             **stats,
         }
