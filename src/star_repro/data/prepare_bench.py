@@ -3,7 +3,7 @@ procedure written the published way (`star_repro.data.ntu_reference`), on the sa
 
 Inputs: `n` generated synthetic files, or (`--real DIR`) `n` renamed copies of real `.skeleton` files. Every
 measurement runs in its own fresh Python process, so each one's peak RSS is its own high-water mark (VmHWM);
-with worker processes the largest worker's is reported as well. Speed on a shared machine is noisy: compare the
+with worker processes the largest worker's, as `prepare` reports it. Speed on a shared machine is noisy: compare the
 ratios measured side by side, and quote the load (`uptime`) with them.
 """
 from __future__ import annotations
@@ -28,6 +28,7 @@ files = [Path(f) for f in Path(spec["listing"]).read_text().split("\n")]
 out = Path(spec["out"])
 P.tune_malloc()
 t0 = time.perf_counter()
+worker_mib = 0.0
 if spec["mode"] == "reference":
     from star_repro.data import ntu_reference
     ntu_reference.run(files, out, spec["dataset"], spec["protocols"], spec["n_classes"])
@@ -36,8 +37,9 @@ elif spec["mode"] == "parse":
     for i in range(0, len(files), P.PARSE_BATCH):
         parse_skeletons([(f.read_bytes(), str(f)) for f in files[i:i + P.PARSE_BATCH]])
 else:
-    P.prepare_ntu(spec["dataset"], [files[0].parent], out / "processed", spec["protocols"], None, "fail",
-                  spec["workers"], False)
+    m = P.prepare_ntu(spec["dataset"], [files[0].parent], out / "processed", spec["protocols"], None, "fail",
+                      spec["workers"], False)
+    worker_mib = m["peak_worker_rss_mib"] or 0.0
     if spec["export"]:
         for proto in spec["protocols"]:
             P.export_npz(out / "processed", proto, out / f"{spec['dataset']}_{proto}.npz")
@@ -46,8 +48,7 @@ try:  # this process's own high-water mark; ru_maxrss would include the parent's
     own = int(Path("/proc/self/status").read_text().split("VmHWM:")[1].split()[0])
 except (OSError, IndexError, ValueError):
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-workers_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-print(json.dumps({"seconds": dt, "peak_rss_mib": own / 1024.0, "peak_worker_rss_mib": workers_rss / 1024.0}))
+print(json.dumps({"seconds": dt, "peak_rss_mib": own / 1024.0, "peak_worker_rss_mib": worker_mib}))
 """
 
 
