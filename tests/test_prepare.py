@@ -14,7 +14,8 @@ from protocol_lists import PROTOCOLS
 from star_repro.cli import main as cli_main
 from star_repro.data import pku
 from star_repro.data.dataset import SAMPLE_COLUMNS, ProcessedDataset
-from star_repro.data.prepare import (bench_prepare, discover_ntu_inputs, export_npz, list_ntu_entries, prepare_ntu,
+from star_repro.data.prepare_bench import bench_prepare
+from star_repro.data.prepare import (discover_ntu_inputs, export_npz, list_ntu_entries, prepare_ntu,
                                      prepare_pku)
 from star_repro.errors import InputFormatError, StarReproError
 
@@ -73,7 +74,9 @@ def test_prepare_ntu_end_to_end_formats(ntu_raw, real_data, tmp_path):
     assert sorted(proto["xview"]["train"] + proto["xview"]["test"]) == list(range(7))
     m = json.loads((out / "metrics.json").read_text())
     # the folder keeps the data's counts; run timing stays in the returned (stage) metrics only
-    assert m == {k: v for k, v in metrics.items() if k not in ("seconds", "files_per_s", "workers")}
+    run_keys = ("seconds", "files_per_s", "workers", "peak_rss_mib", "peak_worker_rss_mib")
+    assert m == {k: v for k, v in metrics.items() if k not in run_keys}
+    assert metrics["peak_rss_mib"] > 10 and metrics["peak_worker_rss_mib"] is None  # one process here
     assert "seconds" in metrics and m["samples"] == 7 and m["missing"] == 2 and m["missing_listed"] == 2
     assert m["missing_unlisted"] == [] and m["rejected"] == 0 and m["two_actor"] == 3
     ds = ProcessedDataset(out)
@@ -225,12 +228,14 @@ def test_doctor_reports_present_and_missing(ntu_raw, pku_raw, tmp_path, capsys):
 
 
 def test_bench_prepare_tiny(tmp_path):
-    res = bench_prepare(6, tmp_path, frames=(20, 30), workers=(1,))
+    res = bench_prepare(6, tmp_path, frames=(20, 30), workers=(1,), export=(False, True),
+                        protocols={"xset": {"by": "setup", "train": [2], "test": [1]}})
     by = {r["what"]: r for r in res}
-    assert set(by) == {"parse, per-line reference", "parse, vectorised",
-                       "prepare_ntu (parse+denoise+align+write), workers=1"}
+    assert list(by) == ["published procedure, reference (per-line parse, per-frame denoise/align, pickles, npz)",
+                        "parse only, vectorised", "prepare, workers=1", "prepare --export npz, workers=1"]
     for r in res:
         assert r["files"] == 6 and r["files_per_s"] > 0 and r["peak_rss_mib"] > 10
+    assert all(r["ratio_to_reference"] > 0 for r in res[1:])
 
 
 def test_synthetic_stand_in_noise_bodies_removed_exactly(tmp_path):

@@ -10,7 +10,8 @@ import pytest
 
 from star_repro.data import pku
 from star_repro.data.ntu import MissingSkeletonError, align, denoise, parse_sample_name, parse_skeleton
-from star_repro.data.prepare import _perline_reference_parse, read_missing_list
+from star_repro.data import ntu_reference
+from star_repro.data.prepare import read_missing_list
 from star_repro.data.splits import ntu_protocol_indices
 from star_repro.errors import InputFormatError
 from protocol_lists import PROTOCOLS
@@ -52,9 +53,9 @@ def test_every_sample_with_bodies_parses_like_the_published_reader(ntu_files, go
             else:
                 assert track.motion == b["motion"]  # float32 np.var, bit for bit
         # an independent per-line reading of the same file gives the same float32 joints
-        ref = _perline_reference_parse(f)
+        ref = ntu_reference.read_skeleton(f)
         for bid, track in raw.bodies.items():
-            assert np.array_equal(track.joints.reshape(-1, 3), ref["bodies"][bid]["joints"])
+            assert np.array_equal(track.joints.reshape(-1, 3), ref["data"][bid]["joints"])
 
 
 def test_corrupted_copy_rejected_with_file_and_line(real_data):
@@ -246,3 +247,67 @@ def test_batch_parser_on_every_real_file(ntu_files):
         for bid, track in want.bodies.items():
             assert np.array_equal(res.bodies[bid].joints, track.joints)
             assert res.bodies[bid].motion == track.motion or (np.isnan(track.motion) and np.isnan(res.bodies[bid].motion))
+
+
+@pytest.mark.parametrize("dataset", ["ntu60", "ntu120"])
+def test_published_style_reference_equals_prepare_bit_for_bit(real_data, tmp_path, dataset):
+    """The speed baseline of `bench prepare --real` (per-line, per-frame, written from the spec) and `prepare`
+    agree on every usable real file, and its .npz has the published layout."""
+    from star_repro.data.prepare import prepare_ntu
+    from star_repro.data.prepare_bench import copy_renamed, real_sources
+
+    sources, left_out = real_sources(real_data)
+    assert len(sources) == 18 and len(left_out) == 4  # three 0-body samples and the corrupted copy
+    files = copy_renamed(sources, 40, tmp_path / "skeletons")
+    assert len({f.name for f in files}) == 40
+    protocols = {"xview": {"by": "camera", "train": [2, 3], "test": [1]}}
+    ref = ntu_reference.run(files, tmp_path / "ref", dataset, protocols, 60)
+    prepare_ntu(dataset, [tmp_path / "skeletons"], tmp_path / "out", protocols, None, "fail", 1, False)
+    ours = np.load(tmp_path / "out" / "joints.npy")
+    assert ref.tobytes() == ours.transpose(0, 2, 4, 3, 1).reshape(len(ours), 300, 150).tobytes()
+    npz = np.load(tmp_path / "ref" / "xview.npz")
+    assert npz["x_train"].shape[1:] == (300, 150) and npz["y_test"].shape[1] == 60
+    assert len(npz["x_train"]) + len(npz["x_test"]) == 40
+    if dataset == "ntu60":  # the export has the published .npz content, bit for bit
+        from star_repro.data.prepare import export_npz
+
+        export_npz(tmp_path / "out", "xview", tmp_path / "ours.npz", chunk=3)
+        ours_npz = np.load(tmp_path / "ours.npz")
+        for key in ("x_train", "y_train", "x_test", "y_test"):
+            assert ours_npz[key].dtype == npz[key].dtype and ours_npz[key].tobytes() == npz[key].tobytes()
+
+
+def test_bench_prepare_real_prints_the_ratio(real_data, tmp_path, capsys):
+    from star_repro.cli import main as cli_main
+
+    assert cli_main(["bench", "prepare", "--real", str(real_data), "--n", "24", "--workers", "1",
+                     "--workdir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert [r["what"].split(",")[0] for r in records] == [
+        "published procedure", "parse only", "prepare", "prepare --export npz"]
+    assert all(r["files"] == 24 and r["ratio_to_reference"] > 0 for r in records[1:])
+    assert "ratio" in out and "peak RSS MiB" in out
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_rows_after_left_out_samples_move_up(real_data, tmp_path, workers):
+    """Workers write each sample into its own slot of joints.npy; samples left out in the middle (the 0-body
+    files here) leave gaps that prepare closes: the array equals the one made without those files."""
+    import shutil
+
+    from star_repro.data.prepare import prepare_ntu
+    from star_repro.data.prepare_bench import real_sources
+
+    sources, _ = real_sources(real_data)
+    zero = [f for f in (real_data / "ntu" / "skeletons").glob("S*.skeleton") if f not in sources]
+    assert len(zero) == 3
+    for folder, files in (("all", sources + zero), ("good", sources)):
+        (tmp_path / folder).mkdir()
+        for f in files:
+            shutil.copy(f, tmp_path / folder / f.name)
+        m = prepare_ntu("ntu60", [tmp_path / folder], tmp_path / f"out_{folder}", {}, None, "skip", workers, False)
+        assert m["peak_rss_mib"] > 10 and (m["peak_worker_rss_mib"] or 0) > (10 if workers > 1 else -1)
+    with_gaps = np.load(tmp_path / "out_all" / "joints.npy")
+    assert with_gaps.shape == (18, 3, 300, 25, 2) and np.abs(with_gaps).sum() > 0
+    assert with_gaps.tobytes() == np.load(tmp_path / "out_good" / "joints.npy").tobytes()

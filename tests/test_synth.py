@@ -431,3 +431,33 @@ def test_extra_test_subjects_add_test_samples_only():
     bad["ntu"]["test_subjects_per_class"] = 0
     with pytest.raises(ParamsError, match=r"synth\.ntu\.test_subjects_per_class"):
         synth._section(bad, "ntu")
+
+
+def test_paper_size_plan_has_the_real_archives_structure_and_counts():
+    """`synth.size: paper` plans NTU-60 56,880 / NTU-120 114,480 samples laid out like the real release, with
+    the official lists' missing counts, and PKU-MMD Phase I at full size (nothing is written here)."""
+    from star_repro.data.ntu import NTU_ARCHIVES
+
+    cfg = copy.deepcopy(TINY) | {"size": "paper"}
+    motion, ntu = synth._section(cfg, "motion"), synth._section(cfg, "ntu")
+    plans = {label: synth._ntu_class_plan_paper(SEED, label, motion) for label in range(120)}
+    names = [n for label in range(60) for p in plans[label] for n in p.names]
+    assert len(names) == len(set(names)) == 56_880
+    metas = [synth.parse_ntu_name(n) for n in names]
+    for key, count in (("subject", 40), ("setup", 17), ("camera", 3), ("replication", 2)):
+        assert len({m[key] for m in metas}) == count
+    assert sum(len(p.names) for label in plans for p in plans[label]) == 114_480
+    frames = np.array([p.frames for label in plans for p in plans[label]])
+    assert frames.min() >= 32 and frames.max() == 300
+    assert 0.85 < np.mean((frames >= 40) & (frames <= 150)) < 0.97  # mostly 40-150, a tail up to 300
+    missing = [n for arch in NTU_ARCHIVES["ntu120"] for n in synth._ntu_missing(SEED, arch, plans, ntu, "paper")]
+    assert len(set(missing)) == 535 and sum(synth.parse_ntu_name(n)["setup"] <= 17 for n in missing) == 302
+    videos = synth._pku_plan(SEED, synth.PAPER_PKU, motion)
+    clips = sum(len(v.perfs) for v in videos)
+    assert 1_060 <= 3 * len(videos) <= 1_090 and 21_000 <= 3 * clips <= 22_000
+    assert len({v.subject for v in videos}) == 66
+
+
+def test_size_must_be_demo_or_paper():
+    with pytest.raises(ParamsError, match=r"synth\.size: expected one of \['demo', 'paper'\]"):
+        synth.write_pku("/nonexistent/never", copy.deepcopy(TINY) | {"size": "huge"}, 0)

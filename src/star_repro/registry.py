@@ -143,7 +143,7 @@ def build_stages(params: dict) -> list[Stage]:
                 deps=["src/star_repro/data/synth.py", "src/star_repro/data/motion.py",
                       "src/star_repro/data/motion_scripts.py"],
                 outs=[f"data/synthetic/{ds}"],
-                params=["synth.seed", "synth.motion", f"synth.{section}", "data.source"],
+                params=["synth.seed", "synth.size", "synth.motion", f"synth.{section}", "data.source"],
                 resources=job_resources(params, "synth", {"threads": 1, "mem_mb": 2000, "runtime": 20, "gpu": 0}),
             ))
 

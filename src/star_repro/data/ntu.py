@@ -46,6 +46,16 @@ NTU_ARCHIVES = {ds: tuple(a for a, (_, labels) in NTU_ARCHIVE_CONTENTS.items() i
                 for ds, n in NTU_NUM_CLASSES.items()}
 # (last setup, last action) 1-based of each dataset: what its archives hold
 NTU_SCOPE = {ds: (NTU_ARCHIVE_CONTENTS[arch[-1]][0].stop - 1, NTU_NUM_CLASSES[ds]) for ds, arch in NTU_ARCHIVES.items()}
+# The real release's layout (what paper-size synthetic stand-ins copy): in each archive every class is performed
+# by the same number of (setup, subject) pairs, twice each (R001, R002), and seen by 3 cameras; `missing`: its
+# samples on the official missing-skeleton list. 60 x 158 x 2 x 3 = 56,880 samples (NTU-60, 302 missing);
+# with 60 x 160 x 2 x 3 more, 114,480 (NTU-120, 535 missing). Subjects: 40 in NTU-60, 106 in NTU-120.
+NTU_REPLICATIONS = 2
+NTU_CAMERAS = 3
+NTU_ARCHIVE_LAYOUT = {
+    "nturgbd_skeletons_s001_to_s017.zip": {"subjects": range(1, 41), "pairs": 158, "missing": 302},
+    "nturgbd_skeletons_s018_to_s032.zip": {"subjects": range(41, 107), "pairs": 160, "missing": 233},
+}
 NTU_FOLDER = "nturgb+d_skeletons"  # what the official archives extract to
 NTU_MISSING_LISTS = {"ntu60": "NTU_RGBD_samples_with_missing_skeletons.txt",
                      "ntu120": "NTU_RGBD120_samples_with_missing_skeletons.txt"}
@@ -253,13 +263,12 @@ def parse_skeletons(items: list[tuple[bytes, str]]) -> list[RawSkeleton | StarRe
         return []
     datas = [d.encode("utf-8") if isinstance(d, str) else d for d, _ in items]
     sources = [str(src) for _, src in items]
-    joined = b"".join(d + b"\n" for d in datas)
-    tok = tokenize(joined)
+    tok = tokenize([x for d in datas for x in (d, b"\n")])
     counts = tok.counts()
     n_lines = len(counts)
     sizes = np.array([len(d) + 1 for d in datas], np.int64)
     ends = np.cumsum(sizes)  # byte offset (text coordinates) just past each file's separator
-    nl = np.flatnonzero(tok.text_bytes == 10)
+    nl = tok.newlines
     lines_per_file = np.diff(np.concatenate(([0], np.searchsorted(nl, ends - 1, side="right"))))
     l0 = np.concatenate(([0], np.cumsum(lines_per_file)[:-1]))
     file_of_line = np.repeat(np.arange(k), lines_per_file)

@@ -18,8 +18,7 @@ import ctypes
 import json
 import logging
 import os
-import shutil
-import subprocess
+import struct
 import sys
 import time
 import zipfile
@@ -56,6 +55,10 @@ class NtuEntry:
     name: str  # SsssCcccPpppRrrrAaaa
     container: str  # zip archive path, or "" for a loose file
     member: str  # member name inside the archive, or the file path
+    # zip members: (local header offset, compression method, compressed size, size, CRC-32, flag bits) from the
+    # central directory, so that workers read members directly instead of each parsing the whole directory
+    # (which holds one object per member: memory growing with the archive)
+    zip_info: tuple[int, int, int, int, int, int] | None = None
 
     @property
     def where(self) -> str:
@@ -64,7 +67,7 @@ class NtuEntry:
 
 # Timing and parallelism describe a run, not the data: they go to the stage's metrics, not into the processed
 # folder, so that a rerun with identical data leaves the folder byte-identical and nothing downstream reruns.
-_RUN_KEYS = ("seconds", "files_per_s", "videos_per_s", "workers")
+_RUN_KEYS = ("seconds", "files_per_s", "videos_per_s", "workers", "peak_rss_mib", "peak_worker_rss_mib")
 
 
 def _content_only(metrics: dict) -> dict:
@@ -98,11 +101,14 @@ def list_ntu_entries(sources: Iterable[str | Path], on_error: str = "fail"
     for src in sources:
         src = Path(src)
         if src.is_dir():
-            items = [("", str(p)) for p in sorted(src.rglob("*.skeleton"))]
+            items = [("", str(p), None) for p in sorted(src.rglob("*.skeleton"))]
         elif src.is_file() and zipfile.is_zipfile(src):
             try:
+                container = str(src)
                 with zipfile.ZipFile(src) as zf:
-                    items = [(str(src), n) for n in zf.namelist() if n.endswith(".skeleton")]
+                    items = [(container, z.filename, (z.header_offset, z.compress_type, z.compress_size,
+                                                      z.file_size, z.CRC, z.flag_bits))
+                             for z in zf.infolist() if z.filename.endswith(".skeleton")]
             except ZIP_READ_ERRORS as exc:
                 raise StarReproError(f"{src}: cannot read the zip archive's directory ({exc}); the archive is "
                                      "damaged: download it again") from None
@@ -110,9 +116,9 @@ def list_ntu_entries(sources: Iterable[str | Path], on_error: str = "fail"
             raise StarReproError(f"{src}: not a zip archive nor a folder of .skeleton files")
         else:
             raise StarReproError(f"{src}: not found")
-        for container, member in items:
+        for container, member, zip_info in items:
             base = member.replace("\\", "/").rsplit("/", 1)[-1][:-len(".skeleton")]
-            entry = NtuEntry(base, container, member)
+            entry = NtuEntry(base, container, member, zip_info)
             if not ntu_mod.SAMPLE_NAME_RE.match(base):
                 bad_names.append((base, entry.where, "file name is not an NTU sample name SsssCcccPpppRrrrAaaa"))
                 continue
@@ -144,22 +150,97 @@ def read_missing_list(path: str | Path) -> list[str]:
 # ------------------------------------------------------------------------------------------------ NTU workers
 
 _ZIPS: dict[str, zipfile.ZipFile] = {}
+_ZIP_FDS: dict[str, int] = {}
+_LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature, 22 bytes, name length, extra length
 
 
 def _read_entry(entry: NtuEntry) -> bytes:
     if not entry.container:
         with open(entry.member, "rb") as fh:
             return fh.read()
+    if entry.zip_info is not None:
+        return _read_zip_member(entry)
     zf = _ZIPS.get(entry.container)
     if zf is None:
         zf = _ZIPS[entry.container] = zipfile.ZipFile(entry.container)
     return zf.read(entry.member)
 
 
-def _process_ntu_batch(task: tuple[list[NtuEntry], str]) -> list[tuple]:
-    """Worker: a batch of samples -> per sample ("ok", aligned (300,150), frames, info) | ("missing", msg) |
-    ("error", file, line, reason). Parsing is batched (`ntu.parse_skeletons`); results keep the input order."""
-    entries, dataset = task
+def _read_zip_member(entry: NtuEntry) -> bytes:
+    """One member, read at its offset and checked as `ZipFile.read` checks it (size, CRC-32); the errors are
+    those of `zipfile`/`zlib` (`ZIP_READ_ERRORS`)."""
+    offset, method, csize, size, crc, flags = entry.zip_info
+    if flags & 0x1:
+        raise RuntimeError(f"{entry.member} is encrypted")
+    fd = _ZIP_FDS.get(entry.container)
+    if fd is None:
+        fd = _ZIP_FDS[entry.container] = os.open(entry.container, os.O_RDONLY)
+    head = os.pread(fd, _LOCAL_HEADER.size, offset)
+    if len(head) != _LOCAL_HEADER.size or head[:4] != b"PK\x03\x04":
+        raise zipfile.BadZipFile(f"bad local file header of {entry.member}")
+    _, name_len, extra_len = _LOCAL_HEADER.unpack(head)
+    data = os.pread(fd, csize, offset + _LOCAL_HEADER.size + name_len + extra_len)
+    if len(data) != csize:
+        raise EOFError(f"{entry.member}: the archive ends inside the member")
+    if method == zipfile.ZIP_DEFLATED:
+        data = zlib.decompress(data, -15)
+    elif method != zipfile.ZIP_STORED:
+        raise NotImplementedError(f"{entry.member}: compression method {method} is not supported")
+    if len(data) != size or zlib.crc32(data) != crc:
+        raise zipfile.BadZipFile(f"Bad CRC-32 for file {entry.member!r}")
+    return data
+
+
+_OUT_FDS: dict[str, int] = {}
+
+
+def _write_slot(target: tuple[str, int, int], slot: int, row: np.ndarray) -> None:
+    """Write one processed row straight into its slot of `joints.npy` (target: path, data offset, row bytes)."""
+    path, offset, row_bytes = target
+    fd = _OUT_FDS.get(path)
+    if fd is None:
+        fd = _OUT_FDS[path] = os.open(path, os.O_WRONLY)
+    data = np.ascontiguousarray(row, dtype="<f4")
+    if os.pwrite(fd, data.data, offset + slot * row_bytes) != row_bytes:
+        raise StarReproError(f"{path}: short write of sample row {slot}")
+
+
+def _close_slot_file(path: str) -> None:
+    """Close this process's descriptors of the slot file and of the archives (in-process runs; pool workers
+    exit with theirs), so a later run never reads or writes through a stale descriptor."""
+    fd = _OUT_FDS.pop(path, None)
+    if fd is not None:
+        os.close(fd)
+    while _ZIP_FDS:
+        os.close(_ZIP_FDS.popitem()[1])
+    while _ZIPS:
+        _ZIPS.popitem()[1].close()
+
+
+def release_freed_memory() -> None:
+    """Give freed heap memory back to the OS (glibc `malloc_trim`): after the archive listing, whose
+    per-member objects would otherwise stay resident, and be inherited by every forked worker."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def peak_rss_kib() -> int:
+    """This process's resident-memory high-water mark (VmHWM), KiB; 0 where /proc is absent."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            return int(fh.read().split("VmHWM:")[1].split()[0])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _process_ntu_batch(task: tuple[list[NtuEntry], str, tuple[str, int, int], int]) -> tuple[list[tuple], int]:
+    """Worker: a batch of samples -> per sample ("ok", frames, info) | ("missing", msg) | ("error", file, line,
+    reason); each processed sample is written by the worker itself into slot `first_slot + i` of `joints.npy`
+    (so no array travels back to the main process). Parsing is batched (`ntu.parse_skeletons`); results keep
+    the input order. Also returns the worker's peak resident memory so far (KiB)."""
+    entries, dataset, target, first_slot = task
     items, read_errors = [], {}
     for i, entry in enumerate(entries):
         try:
@@ -188,10 +269,11 @@ def _process_ntu_batch(task: tuple[list[NtuEntry], str]) -> list[tuple]:
         except StarReproError as exc:
             out.append(("error", entry.where, None, str(exc)))
             continue
+        _write_slot(target, first_slot + i, aligned.reshape(ntu_mod.MAX_FRAMES, 2, 25, 3).transpose(3, 0, 2, 1))
         info = {"bodies": len(raw.bodies), "actors": den.actors, "removed": list(den.removed.values()),
                 "dropped_frames": len(raw.dropped_frames), "removed_frames": len(den.removed_frames)}
-        out.append(("ok", aligned, int(den.joints.shape[0]), info))
-    return out
+        out.append(("ok", int(den.joints.shape[0]), info))
+    return out, peak_rss_kib()
 
 
 def check_finite_sample(arr: np.ndarray, source: str) -> None:
@@ -226,7 +308,13 @@ def _imap(func, tasks: list, workers: int) -> Iterator:
         return
     import multiprocessing as mp
 
-    ctx = mp.get_context("fork") if sys.platform.startswith("linux") else mp.get_context()
+    # forkserver: workers fork from a fresh server process, not from this one, so they do not inherit (and
+    # count as resident) the listing of every input, which grows with the dataset
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["star_repro.data.prepare"])
+    else:
+        ctx = mp.get_context()
     with ctx.Pool(workers, initializer=_worker_init) as pool:
         yield from pool.imap(func, tasks, chunksize=1)
 
@@ -243,7 +331,12 @@ def _progress(iterable, total: int, desc: str, enabled: bool):
 class _RowWriter:
     """`joints.npy` streamed row by row: `open_memmap` creates the file (header, full size), rows are then
     written in order through one file handle. Nothing accumulates in memory, whatever N is; `close` shrinks
-    the array to the rows actually written (rejected or missing samples)."""
+    the array to the rows actually written (rejected or missing samples).
+
+    Slot mode (NTU): workers write row k of the input list into slot k themselves (`target`, `_write_slot`);
+    the caller then `keep`s the slots of the samples that made it, in order, and `close` moves the kept rows
+    together (only when a sample was left out) before shrinking the array.
+    """
 
     def __init__(self, path: Path, capacity: int, row_shape: tuple[int, ...]):
         self.path = path
@@ -255,6 +348,24 @@ class _RowWriter:
         self.fh = open(path, "r+b")
         self.fh.seek(self.offset)
         self.n = 0
+        self.row_bytes = int(np.prod(row_shape)) * 4
+        self._kept: list[int] = []
+
+    @property
+    def target(self) -> tuple[str, int, int]:
+        return str(self.path), self.offset, self.row_bytes
+
+    def keep(self, slot: int) -> None:
+        self._kept.append(slot)
+        self.n += 1
+
+    def _compact(self) -> None:
+        """Move kept slot rows down over the left-out ones (ascending, so no row is overwritten before it moves)."""
+        fd = self.fh.fileno()
+        for dst, src in enumerate(self._kept):
+            if src != dst:
+                row = os.pread(fd, self.row_bytes, self.offset + src * self.row_bytes)
+                os.pwrite(fd, row, self.offset + dst * self.row_bytes)
 
     def append(self, row: np.ndarray) -> None:
         if self.n >= self.capacity:
@@ -265,6 +376,8 @@ class _RowWriter:
     def close(self) -> None:
         """Flush, then shrink the array to the rows written (header rewritten in place, same length)."""
         self.fh.flush()
+        if self._kept and self._kept[-1] != len(self._kept) - 1:
+            self._compact()
         if self.n < self.capacity:
             row_bytes = int(np.prod(self.row_shape)) * 4
             header = {"descr": "<f4", "fortran_order": False, "shape": (self.n,) + self.row_shape}
@@ -319,6 +432,7 @@ def prepare_ntu(dataset: str, sources: list[Path], out_dir: Path, protocols: dic
     tune_malloc()
     t0 = time.perf_counter()
     entries, bad_names = list_ntu_entries(sources, on_error)
+    release_freed_memory()
     if bad_names and on_error == "fail":
         name, where, reason = bad_names[0]
         raise InputFormatError(where, None, reason)
@@ -339,11 +453,19 @@ def prepare_ntu(dataset: str, sources: list[Path], out_dir: Path, protocols: dic
              "samples_with_dropped_frames": 0, "samples_with_removed_frames": 0}
     with atomic_dir(out_dir) as tmp:
         writer = _RowWriter(tmp / "joints.npy", len(todo), (3, ntu_mod.MAX_FRAMES, 25, 2))
-        batches = [(todo[i:i + PARSE_BATCH], dataset) for i in range(0, len(todo), PARSE_BATCH)]
+        batches = [(todo[i:i + PARSE_BATCH], dataset, writer.target, i) for i in range(0, len(todo), PARSE_BATCH)]
         results = _imap(_process_ntu_batch, batches, workers)
-        flat = (r for batch in results for r in batch)
+        worker_peak = [0]
+
+        def flatten():
+            for out, peak in results:
+                worker_peak[0] = max(worker_peak[0], peak)
+                yield from out
+
+        flat = flatten()
         try:
-            for entry, res in _progress(zip(todo, flat), len(todo), f"prepare {dataset}", progress):
+            for slot, (entry, res) in enumerate(_progress(zip(todo, flat), len(todo), f"prepare {dataset}",
+                                                          progress)):
                 kind = res[0]
                 if kind == "missing":
                     unlisted_missing.append(entry.name)
@@ -354,8 +476,8 @@ def prepare_ntu(dataset: str, sources: list[Path], out_dir: Path, protocols: dic
                         raise InputFormatError(file, line, reason)
                     rejected.append([entry.name, file, line, reason])
                     continue
-                _, aligned, frames, info = res
-                writer.append(aligned.reshape(ntu_mod.MAX_FRAMES, 2, 25, 3).transpose(3, 0, 2, 1))
+                _, frames, info = res
+                writer.keep(slot)
                 meta = ntu_mod.parse_sample_name(entry.name)
                 rows.append([len(rows), entry.name, meta["action"] - 1, meta["setup"], meta["camera"],
                              meta["subject"], meta["replication"], "", frames])
@@ -366,6 +488,7 @@ def prepare_ntu(dataset: str, sources: list[Path], out_dir: Path, protocols: dic
                     stats["bodies_removed"][reason] += 1
         finally:
             results.close()  # stops the worker pool at once on an error
+            _close_slot_file(writer.target[0])
         writer.close()
         if not rows:
             raise StarReproError(f"prepare {dataset}: every sample was rejected or missing; see the errors above")
@@ -381,6 +504,8 @@ def prepare_ntu(dataset: str, sources: list[Path], out_dir: Path, protocols: dic
             "listed_but_absent": len(listed - {e.name for e in selected}) if missing_list else None,
             "files": len(todo), "seconds": round(seconds, 3), "files_per_s": round(len(todo) / seconds, 1),
             "workers": workers, "frames_max": max(r[-1] for r in rows),
+            "peak_rss_mib": round(peak_rss_kib() / 1024, 1),
+            "peak_worker_rss_mib": round(worker_peak[0] / 1024, 1) if workers > 1 else None,
             "protocols": proto_sizes,
             **stats,
         }
@@ -566,8 +691,11 @@ def prepare_pku(raw_dir: Path, out_dir: Path, protocols: dict, on_error: str = "
 
 # ------------------------------------------------------------------------------------------------ export
 
-def export_npz(processed_dir: str | Path, protocol: str, out_path: str | Path, chunk: int = 512) -> dict:
+def export_npz(processed_dir: str | Path, protocol: str, out_path: str | Path, chunk: int = 64) -> dict:
     """Write the CTR-GCN / AimCLR `.npz` layout of one protocol, streaming (memory flat in N).
+
+    Rows are read with `pread` into one reused buffer and re-laid out into a second (no memory map, whose
+    pages would count as resident memory growing with N; no per-chunk temporaries).
 
     NTU: `x_train`/`x_test` float32 (N, 300, 150), `y_train`/`y_test` one-hot float64 (N, C).
     PKU: `x_*` float32 (N, 3, 64, 25, 2), `y_*` int64 (N, 1).
@@ -585,12 +713,27 @@ def export_npz(processed_dir: str | Path, protocol: str, out_path: str | Path, c
     is_ntu = dataset.startswith("ntu")
     t = ds.joints.shape[2]
 
+    row_shape = tuple(ds.joints.shape[1:])
+    row_bytes = int(np.prod(row_shape)) * 4
+    rows_buf = np.empty((chunk,) + row_shape, "<f4")
+    out_buf = np.empty((chunk, t, 2, 25, 3), "<f4") if is_ntu else rows_buf
+    joints_path, data_offset = ds.joints.filename, ds.joints.offset
+
     def x_chunks(idx):
-        for s in range(0, len(idx), chunk):
-            block = np.asarray(ds.joints[idx[s:s + chunk]], np.float32)
-            if is_ntu:
-                block = block.transpose(0, 2, 4, 3, 1).reshape(len(block), t, 150)
-            yield block
+        """Byte views of consecutive row blocks of `idx`, in the export layout."""
+        fd = os.open(joints_path, os.O_RDONLY)
+        try:
+            raw = rows_buf.reshape(chunk, -1).view(np.uint8)
+            for s in range(0, len(idx), chunk):
+                part = idx[s:s + chunk]
+                for k, i in enumerate(part.tolist()):
+                    if os.preadv(fd, [raw[k]], data_offset + i * row_bytes) != row_bytes:
+                        raise StarReproError(f"{joints_path}: truncated at sample {i}; re-run prepare")
+                if is_ntu:
+                    np.copyto(out_buf[:len(part)], rows_buf[:len(part)].transpose(0, 2, 4, 3, 1))
+                yield out_buf[:len(part)].reshape(-1).view(np.uint8)
+        finally:
+            os.close(fd)
 
     def y_full(idx):
         labels = ds.labels[idx]
@@ -610,129 +753,10 @@ def export_npz(processed_dir: str | Path, protocol: str, out_path: str | Path, c
                 np.lib.format.write_array_header_1_0(fh, {"descr": "<f4", "fortran_order": False,
                                                           "shape": x_shape})
                 for block in x_chunks(idx):
-                    fh.write(np.ascontiguousarray(block, "<f4").tobytes())
+                    fh.write(block)
             y = y_full(idx)
             with zf.open(f"y_{part}.npy", "w", force_zip64=True) as fh:
                 np.lib.format.write_array(fh, y, allow_pickle=False)
             shapes[f"x_{part}"] = list(x_shape)
             shapes[f"y_{part}"] = list(y.shape)
     return {"path": str(out_path), "dataset": dataset, "protocol": protocol, "shapes": shapes}
-
-
-# ------------------------------------------------------------------------------------------------ benchmark
-
-def _perline_reference_parse(path: str | Path) -> dict:
-    """A straightforward per-line reader in the style of the published `get_raw_skes_data.py`: one `readline`
-    per line, `split`, and `float()` per used token. Only the benchmark uses it, as the speed baseline."""
-    bodies: dict[str, dict] = {}
-    with open(path, "r") as fr:
-        n_frames = int(fr.readline())
-        valid = -1
-        dropped = []
-        for f in range(n_frames):
-            n_bodies = int(fr.readline())
-            if n_bodies == 0:
-                dropped.append(f)
-                continue
-            valid += 1
-            for _ in range(n_bodies):
-                body_id = fr.readline().split()[0]
-                n_joints = int(fr.readline())
-                joints = []
-                colors = []
-                for _ in range(n_joints):
-                    tokens = fr.readline().split()
-                    joints.append((float(tokens[0]), float(tokens[1]), float(tokens[2])))
-                    colors.append((float(tokens[5]), float(tokens[6])))
-                body = bodies.get(body_id)
-                if body is None:
-                    bodies[body_id] = {"joints": [joints], "colors": [colors], "interval": [valid]}
-                else:
-                    body["joints"].append(joints)
-                    body["colors"].append(colors)
-                    body["interval"].append(body["interval"][-1] + 1)
-    for body in bodies.values():
-        body["joints"] = np.array(body["joints"], np.float32).reshape(-1, 3)
-        body["colors"] = np.array(body["colors"], np.float32)
-    return {"bodies": bodies, "num_frames": n_frames - len(dropped), "dropped": dropped}
-
-
-_BENCH_CHILD = r"""
-import json, resource, sys, time
-from pathlib import Path
-sys.path[:0] = {paths!r}
-mode, listing, out = sys.argv[1], sys.argv[2], sys.argv[3]
-files = Path(listing).read_text().split("\n")
-from star_repro.data import prepare as P
-from star_repro.data.ntu import parse_skeletons
-P.tune_malloc()
-t0 = time.perf_counter()
-if mode == "reference":
-    for f in files:
-        P._perline_reference_parse(f)
-elif mode == "parse":
-    for i in range(0, len(files), P.PARSE_BATCH):
-        parse_skeletons([(Path(f).read_bytes(), f) for f in files[i:i + P.PARSE_BATCH]])
-else:
-    workers = int(mode.split(":")[1])
-    P.prepare_ntu("ntu120", [Path(files[0]).parent], Path(out), {{}}, None, "fail", workers, False)
-dt = time.perf_counter() - t0
-try:  # this process's own high-water mark; ru_maxrss would include the parent's pages after fork+exec
-    status = Path("/proc/self/status").read_text()
-    own = int(status.split("VmHWM:")[1].split()[0])
-except (OSError, IndexError, ValueError):
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-workers_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-print(json.dumps({{"seconds": dt, "peak_rss_mib": own / 1024.0, "peak_worker_rss_mib": workers_rss / 1024.0}}))
-"""
-
-
-def bench_prepare(n: int, workdir: Path, seed: int = 0, frames: tuple[int, int] = (60, 120),
-                  workers: tuple[int, ...] = (1, 2), reference: bool = True) -> list[dict]:
-    """Throughput (files/s) and peak RSS of NTU parsing and of `prepare_ntu` on `n` generated files.
-
-    Each measurement runs in its own Python process; peak RSS is that process's high-water mark (VmHWM) and,
-    with workers, the largest pool worker's (`getrusage(RUSAGE_CHILDREN)`):
-    the per-line reference reader (skipped with `reference=False`; its speed does not depend on `n`), our
-    vectorised reader alone, and the whole `prepare_ntu` (parse, denoise, align, write) per worker count.
-    """
-    from star_repro.data.synth import generate_ntu_bench_files
-
-    workdir = Path(workdir)
-    src = workdir / "skeletons"
-    t_gen = time.perf_counter()
-    files = generate_ntu_bench_files(src, n, seed, frames=frames)
-    t_gen = time.perf_counter() - t_gen
-    listing = workdir / "files.txt"
-    listing.write_text("\n".join(str(f) for f in files), encoding="utf-8")
-    paths = [p for p in sys.path if p]
-    code = _BENCH_CHILD.format(paths=[str(Path(__file__).resolve().parents[2])] + paths)
-    results = []
-    size = sum(os.path.getsize(f) for f in files)
-
-    def run(mode: str) -> dict:
-        out = workdir / f"out_{mode.replace(':', '')}"
-        proc = subprocess.run([sys.executable, "-c", code, mode, str(listing), str(out)], capture_output=True,
-                              text=True)
-        shutil.rmtree(out, ignore_errors=True)  # outputs are large at big n; only the timing is kept
-        if proc.returncode != 0:
-            raise StarReproError(f"bench prepare ({mode}) failed:\n{proc.stderr[-2000:]}")
-        return json.loads(proc.stdout.strip().splitlines()[-1])
-
-    base = {"bench": "prepare", "files": n, "frames_per_file": list(frames), "mib": round(size / 2 ** 20, 1),
-            "generate_seconds": round(t_gen, 2)}
-    ref = run("reference") if reference else None
-    if ref:
-        results.append(base | {"what": "parse, per-line reference", "files_per_s": round(n / ref["seconds"], 1),
-                               "peak_rss_mib": round(ref["peak_rss_mib"], 1)})
-    measured = [("parse, vectorised", run("parse"))]
-    for w in workers:
-        measured.append((f"prepare_ntu (parse+denoise+align+write), workers={w}", run(f"prepare:{w}")))
-    for what, r in measured:
-        rec = base | {"what": what, "files_per_s": round(n / r["seconds"], 1), "peak_rss_mib": round(r["peak_rss_mib"], 1)}
-        if r["peak_worker_rss_mib"] > 0:
-            rec["peak_worker_rss_mib"] = round(r["peak_worker_rss_mib"], 1)
-        if ref:
-            rec["speedup_vs_reference"] = round(ref["seconds"] / r["seconds"], 2)
-        results.append(rec)
-    return results

@@ -22,9 +22,11 @@ irregularity so tests can check that the processing removes exactly those.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
+import tempfile
 import zipfile
 import zlib
 from collections.abc import Mapping, Sequence
@@ -37,7 +39,8 @@ import numpy as np
 from star_repro.data.classes import TWO_PERSON, classes_of
 from star_repro.data.motion import Body, Variation, render_batch
 from star_repro.data.motion_scripts import SCRIPTS
-from star_repro.data.ntu import NTU_ARCHIVE_CONTENTS, NTU_ARCHIVES, NTU_FOLDER, NTU_MISSING_LISTS
+from star_repro.data.ntu import (NTU_ARCHIVE_CONTENTS, NTU_ARCHIVE_LAYOUT, NTU_ARCHIVES, NTU_CAMERAS, NTU_FOLDER,
+                                 NTU_MISSING_LISTS, NTU_REPLICATIONS)
 from star_repro.errors import ParamsError, StarReproError
 from star_repro.io import atomic_dir, atomic_path, canonical_json, sha256_file
 
@@ -105,6 +108,25 @@ DEMO_CFG: dict = {
     "pku": {"performances_per_class": 4, "actions_per_video": 8, "clip_frames": [32, 80], "gap_frames": [8, 24],
             "subjects": 12, "test_subjects": 3},
 }
+# `synth.size`: `demo` takes the counts from the `ntu` and `pku` sections; `paper` writes the real releases' sizes
+# and structure (NTU: `NTU_ARCHIVE_LAYOUT`, frame counts spread like the real ones; PKU-MMD Phase I: 66 subjects,
+# ~20 actions per long video, ~1,070 video files, ~21.4k clips) and takes only the noise rates, the compression
+# level and `synth.motion` from the params.
+SIZES = ("demo", "paper")
+PAPER_NTU_FRAMES = (32, 300)  # real NTU sequences: mostly 40-150 frames, the longest 300
+PAPER_NTU_MEDIAN_FRAMES = 75.0
+PAPER_NTU_LENGTH_SPREAD = 0.35  # log-normal sigma of a performance's length around its class's median
+PAPER_PKU = {"performances_per_class": 140, "actions_per_video": 20, "clip_frames": [40, 220],
+             "gap_frames": [20, 120], "subjects": 66, "test_subjects": 9}
+
+
+def synth_size(cfg: Mapping) -> str:
+    """`synth.size` (absent: `demo`); an error names the key and the choices."""
+    size = cfg.get("size", "demo") if isinstance(cfg, Mapping) else "demo"
+    if size not in SIZES:
+        raise ParamsError(f"synth.size: expected one of {list(SIZES)} (demo: the sizes of synth.ntu/synth.pku; "
+                          f"paper: the real releases' sizes), got {size!r}")
+    return size
 
 
 OPTIONAL_KEYS = {"test_subjects_per_class"}  # absent: the layout every earlier stand-in had
@@ -482,6 +504,58 @@ def _ntu_class_plan(seed: int, label: int, ntu: Mapping, motion: Mapping) -> lis
     return perfs
 
 
+def _paper_pairs(arch: str) -> list[tuple[int, int]]:
+    """The (setup, subject) pairs that perform every class of an archive at paper size: setups and subjects
+    taken in step (j mod each count), so every setup and every subject appears and no pair repeats."""
+    setups, lay = NTU_ARCHIVE_CONTENTS[arch][0], NTU_ARCHIVE_LAYOUT[arch]
+    subjects = lay["subjects"]
+    pairs = sorted({(setups[j % len(setups)], subjects[j % len(subjects)]) for j in range(lay["pairs"])})
+    if len(pairs) != lay["pairs"]:
+        raise StarReproError(f"internal: {arch} layout repeats a (setup, subject) pair")
+    return pairs
+
+
+def _archive_of_label(label: int) -> str:
+    return next(a for a, (_, labels) in NTU_ARCHIVE_CONTENTS.items() if label in labels)
+
+
+def _ntu_class_plan_paper(seed: int, label: int, motion: Mapping) -> list[_Perf]:
+    """Paper size: every (setup, subject) pair of the class's archive performs it `NTU_REPLICATIONS` times;
+    lengths are log-normal around a per-class median (some classes are longer), clipped to `PAPER_NTU_FRAMES`."""
+    arch = _archive_of_label(label)
+    pool = list(NTU_ARCHIVE_LAYOUT[arch]["subjects"])
+    median = PAPER_NTU_MEDIAN_FRAMES * float(_rng(seed, "ntu-class-length", label).uniform(0.75, 1.35))
+    lo, hi = PAPER_NTU_FRAMES
+    two = label in TWO_PERSON["ntu120"]
+    perfs = []
+    for setup, subject in _paper_pairs(arch):
+        for rep in range(1, NTU_REPLICATIONS + 1):
+            pr = _rng(seed, "ntu-perf", label, subject, rep, setup)
+            partner = int(pr.choice([s for s in pool if s != subject])) if two else None
+            frames = int(np.clip(np.rint(median * np.exp(pr.normal(0.0, PAPER_NTU_LENGTH_SPREAD))), lo, hi))
+            perfs.append(_Perf(label, setup, subject, rep, partner, frames, _variation(pr, motion)))
+    for p in perfs:
+        p.names = [ntu_name(p.setup, c, p.subject, p.replication, p.label + 1) for c in range(1, NTU_CAMERAS + 1)]
+    return perfs
+
+
+def _ntu_missing(seed: int, arch: str, plans: Mapping[int, list[_Perf]], ntu: Mapping, size: str) -> list[str]:
+    """Whole 0-body samples of one archive: `missing_per_archive` classes with one each (demo), or the real
+    archive's count drawn among all its samples (paper)."""
+    labels = NTU_ARCHIVE_CONTENTS[arch][1]
+    r = _rng(seed, "ntu-missing", arch)
+    if size == "paper":
+        names = sorted(n for label in labels for p in plans[label] for n in p.names)
+        return sorted(names[int(i)] for i in r.choice(len(names), size=NTU_ARCHIVE_LAYOUT[arch]["missing"],
+                                                         replace=False))
+    out = []
+    k = min(ntu["missing_per_archive"], len(labels))
+    for label in sorted(int(x) for x in r.choice(list(labels), size=k, replace=False)):
+        names = [n for p in plans[label] for n in p.names]
+        out.append(names[int(r.integers(len(names)))])
+    return out
+
+
 def _ntu_protocols(dataset: str) -> dict[str, tuple[str, set, set]]:
     if dataset == "ntu60":
         return {"xsub": ("subject", set(NTU60_TRAIN_SUBJECTS), set(range(1, 41)) - set(NTU60_TRAIN_SUBJECTS)),
@@ -617,7 +691,8 @@ def _zip_write(zf: zipfile.ZipFile, arcname: str, data: bytes, level: int) -> No
     zf.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED, compresslevel=level)
 
 
-def write_ntu(out_dir: str | Path, dataset: str, cfg: Mapping, seed: int, reuse: str | Path | None = None) -> dict:
+def write_ntu(out_dir: str | Path, dataset: str, cfg: Mapping, seed: int, reuse: str | Path | None = None,
+              keep_samples: bool = True) -> dict:
     """Write a synthetic NTU-60 or NTU-120 into `out_dir` (replaced as a whole, atomically).
 
     Reads params `synth.motion` and `synth.ntu` (`cfg` is the `synth` mapping). Writes the archive(s) named like
@@ -627,6 +702,9 @@ def write_ntu(out_dir: str | Path, dataset: str, cfg: Mapping, seed: int, reuse:
 
     `reuse`: a folder written by this function with the same seed and config (NTU-60 for NTU-120): archives
     found there are copied instead of generated again (they would be byte-identical; the hash is checked).
+
+    Streaming: performances are rendered one setup at a time and the per-sample records go to a temporary file,
+    so memory does not grow with the size. `keep_samples=False` leaves them out of the returned manifest.
     """
     if dataset not in ("ntu60", "ntu120"):
         raise StarReproError(f"write_ntu: dataset must be ntu60 or ntu120, got {dataset!r}")
@@ -634,24 +712,20 @@ def write_ntu(out_dir: str | Path, dataset: str, cfg: Mapping, seed: int, reuse:
     out_dir = Path(out_dir)
     n_classes = len(classes_of(dataset))
     archives = NTU_ARCHIVES[dataset]
-    plans = {label: _ntu_class_plan(seed, label, ntu, motion) for label in range(n_classes)}
-    config = {"motion": motion, "ntu": ntu}
+    size = synth_size(cfg)
+    if size == "paper":
+        plans = {label: _ntu_class_plan_paper(seed, label, motion) for label in range(n_classes)}
+    else:
+        plans = {label: _ntu_class_plan(seed, label, ntu, motion) for label in range(n_classes)}
+    config = {"motion": motion, "ntu": ntu} | ({"size": size} if size != "demo" else {})
     old = _reusable(reuse, seed, config)
 
-    missing: set[str] = set()
-    for arch in archives:
-        labels = NTU_ARCHIVE_CONTENTS[arch][1]
-        r = _rng(seed, "ntu-missing", arch)
-        k = min(ntu["missing_per_archive"], len(labels))
-        for label in sorted(int(x) for x in r.choice(list(labels), size=k, replace=False)):
-            names = [n for p in plans[label] for n in p.names]
-            missing.add(names[int(r.integers(len(names)))])
-    all_names = sorted(n for label in plans for p in plans[label] for n in p.names)
-    _check_coverage(dataset, [n for n in all_names if n not in missing])
+    missing = {n for arch in archives for n in _ntu_missing(seed, arch, plans, ntu, size)}
+    _check_coverage(dataset, [n for label in plans for p in plans[label] for n in p.names if n not in missing])
 
     manifest = {"dataset": dataset, "seed": int(seed), "kind": "synthetic", "config": config, "archives": {},
-                "missing_list": NTU_MISSING_LISTS[dataset], "missing": sorted(missing), "samples": {}}
-    with atomic_dir(out_dir) as tmp:
+                "missing_list": NTU_MISSING_LISTS[dataset], "missing": sorted(missing)}
+    with atomic_dir(out_dir) as tmp, _SampleRecords(tmp) as records:
         os.chmod(tmp, 0o755)
         for arch in archives:
             path = tmp / arch
@@ -664,46 +738,112 @@ def write_ntu(out_dir: str | Path, dataset: str, cfg: Mapping, seed: int, reuse:
                                          "generate it again")
                 for name, rec in om["samples"].items():
                     if NTU_ARCHIVE_CONTENTS[arch][0].start <= rec["setup"] < NTU_ARCHIVE_CONTENTS[arch][0].stop:
-                        manifest["samples"][name] = rec
+                        records.add(name, rec)
                 manifest["archives"][arch] = dict(om["archives"][arch])
                 continue
-            labels = NTU_ARCHIVE_CONTENTS[arch][1]
-            rendered: dict[str, tuple] = {}
-            for label in _progress(labels, f"synth {dataset} render {arch[18:30]}"):
-                perfs = plans[label]
-                for p, res in zip(perfs, _ntu_render_class(seed, label, perfs, motion)):
-                    for name in p.names:
-                        rendered[name] = (p, res)
-            names = sorted(rendered)
-            def make(chunk: list[str]) -> tuple[list[str], list[_NtuSample], list[bytes]]:
-                samples = []
-                for name in chunk:
-                    p, (joints, lean, hands) = rendered[name]
-                    samples.append(_ntu_sample(seed, name, p, joints.astype(np.float64), lean.astype(np.float64),
-                                               hands, ntu, motion, name in missing))
-                return chunk, samples, skeleton_texts([x.layout for x in samples])
-
-            chunks = [names[c:c + _CHUNK] for c in range(0, len(names), _CHUNK)]
-            # zlib and numpy release the GIL: format the next chunk in a thread while this one is compressed
-            with atomic_path(path) as t, zipfile.ZipFile(t, "w") as zf, ThreadPoolExecutor(1) as pool:
-                _zip_write(zf, NTU_FOLDER + "/", b"", 0)
-                nxt = pool.submit(make, chunks[0])
-                for i in _progress(range(len(chunks)), f"synth {dataset} write {arch[18:30]}"):
-                    chunk, samples, texts = nxt.result()
-                    if i + 1 < len(chunks):
-                        nxt = pool.submit(make, chunks[i + 1])
-                    for name, s, text in zip(chunk, samples, texts):
-                        _zip_write(zf, f"{NTU_FOLDER}/{name}.skeleton", text, ntu["compress_level"])
-                        manifest["samples"][name] = s.record
-            manifest["archives"][arch] = {"sha256": sha256_file(path), "samples": len(names)}
+            n_written = _write_ntu_archive(tmp / arch, dataset, plans, missing, seed, ntu, motion, records)
+            manifest["archives"][arch] = {"sha256": sha256_file(path), "samples": n_written}
         title = "NTU RGB+D 120" if dataset == "ntu120" else "NTU RGB+D"
         header = (f"{len(missing)} of the samples in this synthetic stand-in of {title} have no skeleton in any "
                   "frame.\nLeave these files out of training and testing, as with the official list.\n")
         (tmp / NTU_MISSING_LISTS[dataset]).write_text(header + "\n" + "".join(f"{n}\n" for n in sorted(missing)),
                                                      encoding="utf-8", newline="\n")
-        manifest["counts"] = _ntu_counts(manifest)
-        (tmp / "manifest.json").write_text(canonical_json(manifest), encoding="utf-8", newline="\n")
+        manifest["counts"] = records.counts | {"missing": len(missing)}
+        records.write_manifest(tmp / "manifest.json", manifest)
+        if keep_samples:
+            manifest["samples"] = records.load()
     return manifest
+
+
+def _write_ntu_archive(path: Path, dataset: str, plans: Mapping[int, list[_Perf]], missing: set[str], seed: int,
+                       ntu: Mapping, motion: Mapping, records: "_SampleRecords") -> int:
+    """One archive, streamed: each setup's performances are rendered, formatted and compressed before the next
+    setup's (names sort by setup first, so the entries stay in name order); returns the samples written."""
+    arch = path.name
+    setups, labels = NTU_ARCHIVE_CONTENTS[arch]
+    by_setup: dict[int, dict[int, list[_Perf]]] = {}
+    for label in labels:
+        for p in plans[label]:
+            by_setup.setdefault(p.setup, {}).setdefault(label, []).append(p)
+
+    def chunks_of_setup(setup: int):
+        rendered: dict[str, tuple] = {}
+        for label, perfs in sorted(by_setup.get(setup, {}).items()):
+            for p, res in zip(perfs, _ntu_render_class(seed, label, perfs, motion)):
+                for name in p.names:
+                    rendered[name] = (p, res)
+        names = sorted(rendered)
+        for c in range(0, len(names), _CHUNK):
+            yield [(name,) + rendered[name] for name in names[c:c + _CHUNK]]
+
+    def make(chunk: list[tuple]) -> tuple[list[str], list[_NtuSample], list[bytes]]:
+        samples = [_ntu_sample(seed, name, p, joints.astype(np.float64), lean.astype(np.float64), hands, ntu,
+                               motion, name in missing) for name, p, (joints, lean, hands) in chunk]
+        return [c[0] for c in chunk], samples, skeleton_texts([x.layout for x in samples])
+
+    n_written = 0
+    # zlib and numpy release the GIL: format the next chunk in a thread while this one is compressed
+    with atomic_path(path) as t, zipfile.ZipFile(t, "w") as zf, ThreadPoolExecutor(1) as pool:
+        _zip_write(zf, NTU_FOLDER + "/", b"", 0)
+        for setup in _progress(setups, f"synth {dataset} write {arch[18:30]} (setups)"):
+            chunks = chunks_of_setup(setup)
+            nxt = pool.submit(make, next(chunks, []))
+            while True:
+                names, samples, texts = nxt.result()
+                if not names:
+                    break
+                nxt = pool.submit(make, next(chunks, []))
+                for name, s, text in zip(names, samples, texts):
+                    _zip_write(zf, f"{NTU_FOLDER}/{name}.skeleton", text, ntu["compress_level"])
+                    records.add(name, s.record)
+                n_written += len(names)
+    return n_written
+
+
+class _SampleRecords:
+    """Per-sample manifest records, kept on disk while an NTU stand-in is written (at paper size they would
+    be a few hundred MB of Python objects): each is appended, in name order, already formatted as it will
+    appear in `manifest.json`, whose text is then streamed out byte-identical to `canonical_json`."""
+
+    def __init__(self, folder: Path):
+        self._fh = tempfile.TemporaryFile("w+", encoding="utf-8", dir=folder)
+        self.n = 0
+        self.counts = {"samples": 0, "two_body_samples": 0, "length_noise_bodies": 0, "spread_noise_bodies": 0,
+                       "samples_with_dropped_frames": 0}
+
+    def __enter__(self) -> "_SampleRecords":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._fh.close()
+
+    def add(self, name: str, rec: dict) -> None:
+        text = json.dumps({name: rec}, sort_keys=True, indent=2, ensure_ascii=False)
+        body = "\n".join("  " + line for line in text.split("\n")[1:-1])  # one level deeper, no braces
+        self._fh.write(("," if self.n else "") + "\n" + body)
+        self.n += 1
+        c = self.counts
+        c["samples"] += 1
+        c["two_body_samples"] += len(rec["bodies"]) == 2
+        c["length_noise_bodies"] += sum(v == "length" for v in rec["noise_bodies"].values())
+        c["spread_noise_bodies"] += sum(v == "spread" for v in rec["noise_bodies"].values())
+        c["samples_with_dropped_frames"] += bool(rec["dropped_frames"])
+
+    def write_manifest(self, path: Path, manifest: dict) -> None:
+        """`canonical_json(manifest | {"samples": <the records>})`, streamed."""
+        marker = "\x00samples\x00"
+        head, tail = canonical_json(manifest | {"samples": marker}).split(json.dumps(marker))
+        self._fh.flush()
+        self._fh.seek(0)
+        with open(path, "w", encoding="utf-8", newline="\n") as out:
+            out.write(head + "{")
+            shutil.copyfileobj(self._fh, out)
+            out.write("\n  }" if self.n else "}")
+            out.write(tail)
+
+    def load(self) -> dict:
+        self._fh.seek(0)
+        return json.loads("{" + self._fh.read() + "\n}")
 
 
 def _reusable(reuse, seed: int, config: dict) -> tuple[Path, dict] | None:
@@ -720,15 +860,6 @@ def _reusable(reuse, seed: int, config: dict) -> tuple[Path, dict] | None:
     if om.get("seed") != int(seed) or om.get("config") != json.loads(canonical_json(config)):
         return None
     return reuse, om
-
-
-def _ntu_counts(manifest: dict) -> dict:
-    recs = manifest["samples"].values()
-    return {"samples": len(manifest["samples"]), "missing": len(manifest["missing"]),
-            "two_body_samples": sum(1 for r in recs if len(r["bodies"]) == 2),
-            "length_noise_bodies": sum(1 for r in recs for v in r["noise_bodies"].values() if v == "length"),
-            "spread_noise_bodies": sum(1 for r in recs for v in r["noise_bodies"].values() if v == "spread"),
-            "samples_with_dropped_frames": sum(1 for r in recs if r["dropped_frames"])}
 
 
 def generate_ntu_bench_files(out_dir: str | Path, n: int, seed: int, frames: tuple[int, int] = (60, 120),
@@ -847,24 +978,19 @@ def _pku_video_scene(v: _Video, clips: list[np.ndarray]) -> tuple[np.ndarray, li
     return scene, rows
 
 
-def write_pku(out_dir: str | Path, cfg: Mapping, seed: int) -> dict:
-    """Write a synthetic PKU-MMD Phase I into `out_dir` (replaced as a whole, atomically).
+_PKU_RENDER_BLOCK = 32  # videos rendered together (a class's clips in one batch within the block)
 
-    Reads params `synth.motion` and `synth.pku`. Writes `skeletons/0XXX-{L,M,R}.txt`, `labels/0XXX-{L,M,R}.txt`,
-    `cross-subject.txt`, `cross-view.txt` and `manifest.json` (returned: per video its subject(s), split side
-    and clips; the splits; counts).
-    """
-    motion, pku = _section(cfg, "motion"), _section(cfg, "pku")
-    out_dir = Path(out_dir)
-    videos = _pku_plan(seed, pku, motion)
+
+def _pku_render(seed: int, videos: list[_Video], which: range, motion: Mapping) -> dict[tuple[int, int], np.ndarray]:
+    """Scene joints of every clip of videos `which`, keyed (video index, clip index); each class's clips are
+    rendered in one batch (a clip does not depend on the rest of its batch)."""
     names = classes_of("pku1")
-    # render every class's performances in one batch
     jobs: dict[int, list[tuple[int, int]]] = {}
-    for vi, v in enumerate(videos):
-        for ci, (label, _, _) in enumerate(v.perfs):
+    for vi in which:
+        for ci, (label, _, _) in enumerate(videos[vi].perfs):
             jobs.setdefault(label, []).append((vi, ci))
     clips: dict[tuple[int, int], np.ndarray] = {}
-    for label in _progress(sorted(jobs), "synth pku1 render"):
+    for label in sorted(jobs):
         keys = jobs[label]
         bodies, Ts, vars_ = [], [], []
         for vi, ci in keys:
@@ -877,16 +1003,36 @@ def write_pku(out_dir: str | Path, cfg: Mapping, seed: int) -> dict:
             vars_.append(v.perfs[ci][2])
         for key, res in zip(keys, render_batch(SCRIPTS["pku1"][names[label]], bodies, Ts, vars_)):
             clips[key] = res.joints
+    return clips
 
-    manifest = {"dataset": "pku1", "seed": int(seed), "kind": "synthetic", "config": {"motion": motion, "pku": pku},
+
+def write_pku(out_dir: str | Path, cfg: Mapping, seed: int) -> dict:
+    """Write a synthetic PKU-MMD Phase I into `out_dir` (replaced as a whole, atomically).
+
+    Reads params `synth.motion` and `synth.pku`. Writes `skeletons/0XXX-{L,M,R}.txt`, `labels/0XXX-{L,M,R}.txt`,
+    `cross-subject.txt`, `cross-view.txt` and `manifest.json` (returned: per video its subject(s), split side
+    and clips; the splits; counts).
+    """
+    motion, pku = _section(cfg, "motion"), _section(cfg, "pku")
+    size = synth_size(cfg)
+    if size == "paper":
+        pku = dict(PAPER_PKU)
+    out_dir = Path(out_dir)
+    videos = _pku_plan(seed, pku, motion)
+
+    config = {"motion": motion, "pku": pku} | ({"size": size} if size != "demo" else {})
+    manifest = {"dataset": "pku1", "seed": int(seed), "kind": "synthetic", "config": config,
                 "videos": {}, "splits": {}}
     train_xsub, test_xsub, train_xview, test_xview = [], [], [], []
     with atomic_dir(out_dir) as tmp:
         os.chmod(tmp, 0o755)
         (tmp / "skeletons").mkdir()
         (tmp / "labels").mkdir()
+        clips: dict[tuple[int, int], np.ndarray] = {}
         for vi, v in enumerate(_progress(videos, "synth pku1 write")):
-            scene, rows = _pku_video_scene(v, [clips[(vi, ci)] for ci in range(len(v.perfs))])
+            if vi % _PKU_RENDER_BLOCK == 0:  # streaming: a block of videos rendered at a time
+                clips = _pku_render(seed, videos, range(vi, min(vi + _PKU_RENDER_BLOCK, len(videos))), motion)
+            scene, rows = _pku_video_scene(v, [clips.pop((vi, ci)) for ci in range(len(v.perfs))])
             geo = _setup_geometry(seed, f"pku-video-{v.vid}")
             conf = _rng(seed, "pku-confidence", v.vid).choice([1, 2, 2, 2, 2, 2], size=len(rows))
             label_text = "".join(f"{a},{s},{e},{c}\n" for (a, s, e), c in zip(rows, conf))
@@ -928,25 +1074,29 @@ def write_all(out_root: str | Path, cfg: Mapping, seed: int) -> dict[str, dict]:
             "pku1": write_pku(out_root / "pku1", cfg, seed)}
 
 
-def bench_synth(out_root: str | Path, cfg: Mapping, seed: int = 0) -> dict:
-    """Write all three stand-ins and measure: seconds, samples (clips) per second, bytes written, peak memory."""
+def bench_synth(out_root: str | Path, cfg: Mapping, seed: int = 0,
+                datasets: Sequence[str] = ("ntu60", "ntu120", "pku1")) -> dict:
+    """Write the stand-ins of `datasets` and measure: seconds, samples (clips) per second, bytes written, peak
+    memory (the process's high-water mark, so run one dataset per process to see each one's)."""
     import resource
     import time
 
     out_root = Path(out_root)
     report = {}
-    for ds in ("ntu60", "ntu120", "pku1"):
+    for ds in datasets:
         t0 = time.perf_counter()
         if ds == "pku1":
             m = write_pku(out_root / ds, cfg, seed)
             n = m["counts"]["clips"]
         else:
-            m = write_ntu(out_root / ds, ds, cfg, seed, reuse=out_root / "ntu60" if ds == "ntu120" else None)
+            reuse = out_root / "ntu60" if ds == "ntu120" and "ntu60" in datasets else None
+            m = write_ntu(out_root / ds, ds, cfg, seed, reuse=reuse, keep_samples=False)
             n = m["counts"]["samples"]
         dt = time.perf_counter() - t0
         size = sum(p.stat().st_size for p in (out_root / ds).rglob("*") if p.is_file())
         report[ds] = {"seconds": round(dt, 2), "samples": n, "samples_per_s": round(n / dt, 1),
-                      "bytes": size, "MB_per_s": round(size / dt / 1e6, 1)}
+                      "bytes": size, "MB_per_s": round(size / dt / 1e6, 1), "counts": m["counts"]}
+    report["size"] = synth_size(cfg)
     report["peak_rss_MB"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return report
 

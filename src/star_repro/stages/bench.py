@@ -13,10 +13,28 @@ def register(sub) -> None:
                        "and a readable summary. Numbers depend on the machine: quote them with its description.")
     bsub = p.add_subparsers(dest="bench", metavar="BENCH")
     bsub.required = True
-    b = bsub.add_parser("prepare", help="files/s and peak RSS of `prepare` on N synthetic NTU files")
+    b = bsub.add_parser("prepare", help="files/s and peak RSS of `prepare` beside the published procedure",
+                        description="Measures, in one run and on the same N files, the published NTU procedure "
+                        "written the published way (per-line parsing, per-frame denoise and align, pickles, "
+                        ".npz) and `prepare` with and without --export npz; prints one JSON line each and a "
+                        "table with the ratios.")
     b.add_argument("--n", type=int, default=2000)
-    b.add_argument("--workdir", default=None, help="where to write the generated files (default: a temp dir)")
+    b.add_argument("--real", default=None, metavar="DIR",
+                   help="copy and rename the real .skeleton files found in DIR (or DIR/ntu/skeletons) to N files "
+                   "instead of generating synthetic ones")
+    b.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    b.add_argument("--params", default="params.yaml", help="protocols for the .npz export (default params.yaml)")
+    b.add_argument("--workdir", default=None, help="where to write the input files (default: a temp dir)")
     b.set_defaults(handler=_prepare)
+    b = bsub.add_parser("synth", help="samples/s and peak RSS of writing the synthetic stand-ins",
+                        description="Writes the stand-ins (demo or paper size) under --out and reports their "
+                        "counts, seconds, samples/s and the process's peak RSS. Paper size needs ~15 GB (NTU-120).")
+    b.add_argument("--size", choices=["demo", "paper"], default="demo")
+    b.add_argument("--dataset", action="append", choices=["ntu60", "ntu120", "pku1"],
+                   help="repeatable (default: all three; NTU-120 then reuses NTU-60's first archive)")
+    b.add_argument("--out", required=True, help="folder to write into (kept, for a following prepare)")
+    b.add_argument("--seed", type=int, default=0)
+    b.set_defaults(handler=_synth)
     b = bsub.add_parser("encode", help="strings/s of each text encoder (CLIP with random weights)")
     b.add_argument("--n", type=int, default=256)
     b.add_argument("--device", default=os.environ.get("STAR_REPRO_DEVICE", "cpu"))
@@ -26,6 +44,20 @@ def register(sub) -> None:
     b.add_argument("--device", default=os.environ.get("STAR_REPRO_DEVICE", "cpu"))
     b.add_argument("--batch", type=int, default=16)
     b.set_defaults(handler=_shiftgcn)
+    b = bsub.add_parser("paper", help="GPU rehearsal of the paper DAG: Shift-GCN, STAR and CLIP rates, and the "
+                        "extrapolated wall time of every stage and of the whole DAG on 1, 4 and 16 GPUs",
+                        description="Writes synthetic NTU-60 (xsub, split 55/5), prepares it, then measures "
+                        "Shift-GCN pretraining with the paper recipe over a fixed number of steps (samples/s, "
+                        "data-wait fraction, peak GPU memory, GPU utilisation), STAR training/evaluation at "
+                        "paper size and CLIP ViT-L/14@336 text embedding (random weights); extrapolates the "
+                        "paper DAG from them (labelled as such). Writes OUT (JSON) and OUT with .md.")
+    b.add_argument("--device", default=os.environ.get("STAR_REPRO_DEVICE", "cpu"))
+    b.add_argument("--size", choices=["paper", "tiny"], default="paper",
+                   help="paper: the paper recipe (minutes on a GPU); tiny: the same code in seconds (tests)")
+    b.add_argument("--out", required=True, help="the JSON record (a .md beside it)")
+    b.add_argument("--params", default="params.yaml")
+    b.add_argument("--workdir", default=None, help="where the rehearsal data go (default: a temp dir)")
+    b.set_defaults(handler=_paper)
     b = bsub.add_parser("star", help="STAR training/evaluation samples/s at paper and demo sizes")
     b.add_argument("--device", default=os.environ.get("STAR_REPRO_DEVICE", "cpu"))
     b.set_defaults(handler=_star)
@@ -38,12 +70,31 @@ def _print(results) -> int:
 
 
 def _prepare(args) -> int:
-    from star_repro.data.prepare import bench_prepare
+    from star_repro.config import load_params
+    from star_repro.data import prepare_bench
+
+    def run(workdir: Path) -> list[dict]:
+        if args.real:
+            protocols = load_params(args.params)["protocols"]["ntu60"]
+            return prepare_bench.bench_prepare_real(args.real, args.n, workdir, protocols, tuple(args.workers))
+        protocols = load_params(args.params)["protocols"]["ntu120"]
+        return prepare_bench.bench_prepare(args.n, workdir, workers=tuple(args.workers), protocols=protocols)
 
     if args.workdir:
-        return _print(bench_prepare(args.n, Path(args.workdir)))
-    with tempfile.TemporaryDirectory(prefix="star-bench-") as tmp:
-        return _print(bench_prepare(args.n, Path(tmp)))
+        records = run(Path(args.workdir))
+    else:
+        with tempfile.TemporaryDirectory(prefix="star-bench-") as tmp:
+            records = run(Path(tmp))
+    _print(records)
+    print(prepare_bench.summary(records))
+    return 0
+
+
+def _synth(args) -> int:
+    from star_repro.data.synth import DEMO_CFG, bench_synth
+
+    cfg = dict(DEMO_CFG) | {"size": args.size}
+    return _print(bench_synth(args.out, cfg, args.seed, args.dataset or ("ntu60", "ntu120", "pku1")))
 
 
 def _encode(args) -> int:
@@ -65,3 +116,17 @@ def _star(args) -> int:
     from star_repro.training.star_train import bench_star
 
     return _print(bench_star(device=args.device))
+
+
+def _paper(args) -> int:
+    from star_repro.config import load_params
+    from star_repro.training.paper_bench import markdown, run
+
+    params = load_params(args.params)
+    if args.workdir:
+        record = run(args.device, args.size, Path(args.out), params, Path(args.workdir))
+    else:
+        with tempfile.TemporaryDirectory(prefix="star-bench-paper-") as tmp:
+            record = run(args.device, args.size, Path(args.out), params, Path(tmp))
+    print(markdown(record))
+    return 0

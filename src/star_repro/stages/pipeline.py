@@ -125,10 +125,12 @@ def run_synth(args) -> int:
     out = Path("data/synthetic") / args.dataset
     t0 = time.time()
     if args.dataset.startswith("ntu"):
-        synth.write_ntu(out, args.dataset, p["synth"], p["synth"]["seed"])
+        m = synth.write_ntu(out, args.dataset, p["synth"], p["synth"]["seed"], keep_samples=False)
     else:
-        synth.write_pku(out, p["synth"], p["synth"]["seed"])
-    print(f"synth {args.dataset}: wrote {out} in {time.time() - t0:.1f} s")
+        m = synth.write_pku(out, p["synth"], p["synth"]["seed"])
+    n = m["counts"].get("samples", m["counts"].get("clips"))
+    print(f"synth {args.dataset} ({synth.synth_size(p['synth'])} size): wrote {n} samples to {out} "
+          f"in {time.time() - t0:.1f} s")
     return 0
 
 

@@ -1,0 +1,493 @@
+"""`star-repro bench paper`: the rehearsal of the paper-scale DAG on one device, and what it implies.
+
+Measured, in one run, on synthetic NTU-60 (written by `synth`, processed by `prepare`, xsub, split 55/5):
+  (a) Shift-GCN pretraining with the paper recipe (params `profiles.paper.pretrain`: batch 64, window 64, width 1,
+      the loader's workers, augmentation) for a fixed number of steps: samples/s, the fraction of each step spent
+      waiting for the next batch, peak GPU memory and utilisation (CUDA only), and inference samples/s;
+  (b) STAR training (uncached: backbone + head, as with augmentation) and evaluation at paper size;
+  (c) text embedding strings/s with CLIP ViT-L/14@336 (random weights: the speed does not depend on them);
+  plus `prepare` files/s on this machine's CPUs.
+Extrapolated (and labelled so): each stage's full schedule at the paper's sample counts (those of the paper-size
+synthetic layout, `synth.size: paper`, which copies the real archives' structure), summed over the paper DAG
+(`registry.build_stages` with `profile: paper`, `data.source: real`), and its wall time on 1, 4 and 16 GPUs by
+list scheduling along the DAG's dependencies (critical path first).
+
+The throughput does not depend on the dataset's size (a fixed number of steps over samples that sit in the page
+cache, as the full 10 GB NTU-60 array does on a machine with enough memory), so the rehearsal writes only a few
+thousand samples and fits in a few minutes of device time.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from star_repro.errors import StarReproError
+
+SPLIT = "ntu60_seen55_unseen5"
+PROTOCOL = "xsub"
+# Rehearsal sizes. `paper`: the paper recipe on a GPU (~5 minutes with the data); `tiny`: the same code path in
+# seconds on a CPU (the test).
+SIZES: dict[str, dict] = {
+    "paper": {"ntu": {"subjects_per_class": 8, "replications": 2, "frames": [40, 150]},
+              "pretrain": {}, "train_steps": 120, "eval_steps": 20, "star": "paper",
+              "encoder": {"encoder": "clip:ViT-L-14-336", "weights": "random"}, "strings": 1024,
+              "encode_batch": 64},
+    "tiny": {"ntu": {"subjects_per_class": 2, "replications": 1, "frames": [16, 24]},
+             "pretrain": {"batch_size": 8, "window": 16, "width": 0.125, "num_workers": 0},
+             "train_steps": 3, "eval_steps": 2,
+             "star": {"name": "tiny", "width": 0.125, "attn_dim": 32, "heads": 4, "m": 10, "text_hidden": 32,
+                      "text_dim": 384, "classes": 60, "batch": 4, "window": 16, "steps": 2},
+             "encoder": {"encoder": "sbert:all-MiniLM-L6-v2"}, "strings": 8, "encode_batch": 8, "cpu_threads": 1},
+}
+
+
+# ------------------------------------------------------------------------------------------------ measuring
+
+def _gpu_utilisation(dev) -> tuple[float | None, str]:
+    if dev.type != "cuda":
+        return None, "n/a on CPU"
+    import torch
+
+    try:
+        return float(torch.cuda.utilization(dev)), "nvml, sampled at the end of the timed steps"
+    except Exception as exc:  # pynvml absent or NVML unavailable: say so, do not guess
+        return None, f"n/a ({type(exc).__name__}: {exc})"
+
+
+def rehearse_pretrain(processed: Path, params: Mapping, size: dict, device: str) -> dict:
+    """(a): the pretraining loop of `training.pretrain` (same feeder, sampler, model, optimiser groups and
+    position-gradient rule) for a fixed number of steps, timing the wait for each batch apart from the step."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from star_repro.data.dataset import ProcessedDataset
+    from star_repro.data.splits import ClassSplit
+    from star_repro.models.shiftgcn import ShiftGCN
+    from star_repro.models.temporal_shift import apply_position_grad_rule
+    from star_repro.training import pretrain as P
+    from star_repro.training.common import resolve_device
+    from star_repro.training.feeder import EpochBatchSampler, SkeletonDataset, worker_init
+
+    dev = resolve_device(device)
+    cfg = P.resolve_config({**params["profiles"]["paper"]["pretrain"], **size["pretrain"]})
+    split = ClassSplit.from_params(SPLIT, params["splits"][SPLIT], 60)
+    ds = ProcessedDataset(processed)
+    data = P.select_data(ds, PROTOCOL, split)
+    common = dict(window=cfg["window"], rot_theta=cfg["rot_theta"], seed=cfg["seed"], passthrough=False)
+    train_ds = SkeletonDataset(ds.joints, None, data["train_idx"], data["train_y"], train=True,
+                               p_interval=cfg["p_interval_train"], random_rot=cfg["random_rot"], **common)
+    test_ds = SkeletonDataset(ds.joints, None, data["test_idx"], data["test_y"], train=False,
+                              p_interval=cfg["p_interval_test"], random_rot=False, **common)
+    torch.manual_seed(cfg["seed"])
+    model = ShiftGCN(len(split.known), width=cfg["width"]).to(dev)
+    opt = torch.optim.SGD(P._param_groups(model, cfg), lr=cfg["base_lr"], momentum=cfg["momentum"],
+                          nesterov=cfg["nesterov"])
+    loss_fn = torch.nn.CrossEntropyLoss()
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
+    kw = dict(num_workers=cfg["num_workers"], worker_init_fn=worker_init, pin_memory=dev.type == "cuda")
+
+    def batches():
+        epoch = 0
+        while True:
+            train_ds.set_epoch(epoch)
+            sampler = EpochBatchSampler(len(train_ds), cfg["batch_size"], shuffle=True, drop_last=True,
+                                        seed=cfg["seed"])
+            sampler.set_epoch(epoch)
+            yield from DataLoader(train_ds, batch_sampler=sampler, **kw)
+            epoch += 1
+
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    model.train()
+    it = batches()
+    waits, steps = [], []
+    warmup = 2
+    for k in range(warmup + size["train_steps"]):
+        t0 = time.perf_counter()
+        x, y, _ = next(it)
+        t1 = time.perf_counter()
+        x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+        loss = loss_fn(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        apply_position_grad_rule(model)
+        opt.step()
+        sync()
+        t2 = time.perf_counter()
+        if k >= warmup:
+            waits.append(t1 - t0)
+            steps.append(t2 - t1)
+    util, util_how = _gpu_utilisation(dev)
+    peak_gpu = torch.cuda.max_memory_allocated(dev) / 2 ** 20 if dev.type == "cuda" else None
+    model.eval()
+    loader = DataLoader(test_ds, batch_size=cfg["batch_size"], shuffle=False, **kw)
+    n_eval, t_eval = 0, 0.0
+    with torch.no_grad():
+        for k, (x, _, _) in enumerate(loader):
+            if k >= size["eval_steps"] + 1:
+                break
+            t0 = time.perf_counter()
+            model(x.to(dev))
+            sync()
+            if k:  # the first batch warms up
+                t_eval += time.perf_counter() - t0
+                n_eval += len(x)
+    wall = sum(waits) + sum(steps)
+    wait_frac = np.array(waits) / (np.array(waits) + np.array(steps))
+    return {
+        "device": str(dev), "batch": cfg["batch_size"], "window": cfg["window"], "width": cfg["width"],
+        "num_workers": cfg["num_workers"], "deterministic": cfg["deterministic"], "steps": len(steps),
+        "train_samples": len(train_ds), "test_samples": len(test_ds),
+        "train_samples_per_s": round(cfg["batch_size"] * len(steps) / wall, 2),
+        "compute_only_samples_per_s": round(cfg["batch_size"] * len(steps) / sum(steps), 2),
+        "data_wait_fraction_mean": round(float(wait_frac.mean()), 4),
+        "data_wait_fraction_p90": round(float(np.quantile(wait_frac, 0.9)), 4),
+        "infer_samples_per_s": round(n_eval / t_eval, 2) if t_eval else None,
+        "peak_gpu_mib": None if peak_gpu is None else round(peak_gpu, 1),
+        "gpu_utilisation_pct": util, "gpu_utilisation_how": util_how,
+    }
+
+
+def _prepare_data(workdir: Path, params: Mapping, size: dict, workers: int) -> tuple[Path, dict]:
+    """Synthetic NTU-60 at the rehearsal's size through `synth` and `prepare`; their timings."""
+    from star_repro.data import prepare, synth
+    from star_repro.data.ntu import NTU_ARCHIVES, NTU_MISSING_LISTS
+
+    cfg = copy.deepcopy(synth.DEMO_CFG)
+    cfg["ntu"].update(size["ntu"])
+    t0 = time.perf_counter()
+    manifest = synth.write_ntu(workdir / "raw", "ntu60", cfg, 1, keep_samples=False)
+    t1 = time.perf_counter()
+    metrics = prepare.prepare_ntu("ntu60", [workdir / "raw" / a for a in NTU_ARCHIVES["ntu60"]],
+                                  workdir / "processed", params["protocols"]["ntu60"],
+                                  workdir / "raw" / NTU_MISSING_LISTS["ntu60"], "fail", workers, False)
+    t2 = time.perf_counter()
+    return workdir / "processed", {"samples": manifest["counts"]["samples"], "synth_s": round(t1 - t0, 2),
+                                   "prepare_s": round(t2 - t1, 2), "prepare_workers": workers,
+                                   "prepare_files_per_s": round(metrics["files"] / (t2 - t1), 1)}
+
+
+def rehearse(device: str, size_name: str, workdir: Path, params: Mapping) -> dict:
+    """Everything measured, then the extrapolation; one JSON-able record."""
+    from star_repro.text.embed import bench_encoders
+    from star_repro.training.star_train import bench_star
+
+    if size_name not in SIZES:
+        raise StarReproError(f"bench paper: --size must be one of {sorted(SIZES)}, got {size_name!r}")
+    size = SIZES[size_name]
+    t0 = time.perf_counter()
+    if not device.startswith("cuda"):
+        from star_repro.training.common import set_threads
+
+        set_threads(size.get("cpu_threads"))  # $OMP_NUM_THREADS or the cores; tiny: 1 (no spinning threads)
+    workers = min(8, os.cpu_count() or 1)
+    processed, data = _prepare_data(Path(workdir), params, size, workers)
+    record = {"bench": "paper", "size": size_name, "device": device, "date_utc": time.strftime("%Y-%m-%d %H:%M",
+                                                                                                 time.gmtime()),
+              "machine": machine_description(device), "data": data}
+    # each part on its own: on a borrowed GPU a failure in one (a missing package) must not lose the others
+    record["pretrain"] = _attempt(lambda: rehearse_pretrain(processed, params, size, device))
+    record["star"] = _attempt(lambda: bench_star((size["star"],), device=device)[0])
+    record["embed"] = _attempt(lambda: bench_encoders(size["strings"], [size["encoder"]], device=device,
+                                                      batch_size=size["encode_batch"])[0])
+    record["rehearsal_seconds"] = round(time.perf_counter() - t0, 1)
+    record["extrapolation"] = extrapolate(record, params)
+    return record
+
+
+def _attempt(measure) -> dict:
+    """The measurement's record, or {"error": ...} saying why it is missing."""
+    try:
+        return measure()
+    except Exception as exc:  # recorded, never estimated
+        import traceback
+
+        return {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-2000:]}
+
+
+def _rate(part: dict, key: str) -> float | None:
+    v = part.get(key)
+    return float(v) if v else None
+
+
+def machine_description(device: str) -> dict:
+    import platform
+
+    import torch
+
+    out = {"cpu_cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
+           "host_cpu": platform.processor() or platform.machine()}
+    if device.startswith("cuda") and torch.cuda.is_available():
+        out["gpu"] = torch.cuda.get_device_name(0)
+        out["gpu_memory_gib"] = round(torch.cuda.get_device_properties(0).total_memory / 2 ** 30, 1)
+    try:
+        out["load_average"] = [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        pass
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ extrapolating
+
+def paper_sample_counts(params: Mapping) -> dict[tuple[str, str], dict[str, np.ndarray]]:
+    """Labels of the training and test samples of every (dataset, protocol) at paper size: the paper-size
+    synthetic layout (real archive structure; missing samples left out) through the params' protocols."""
+    from star_repro.data import synth
+    from star_repro.data.ntu import NTU_ARCHIVES
+    from star_repro.data.splits import ntu_protocol_indices
+
+    cfg = copy.deepcopy(synth.DEMO_CFG) | {"size": "paper"}
+    motion, ntu = synth._section(cfg, "motion"), synth._section(cfg, "ntu")
+    seed = int(params["synth"]["seed"])
+    plans = {label: synth._ntu_class_plan_paper(seed, label, motion) for label in range(120)}
+    out = {}
+    for ds, n_classes in (("ntu60", 60), ("ntu120", 120)):
+        missing = {n for a in NTU_ARCHIVES[ds] for n in synth._ntu_missing(seed, a, plans, ntu, "paper")}
+        names = sorted(n for label in range(n_classes) for p in plans[label] for n in p.names if n not in missing)
+        metas = [synth.parse_ntu_name(n) for n in names]
+        meta = {k: np.array([m[k] for m in metas]) for k in ("setup", "camera", "subject", "replication")}
+        labels = np.array([m["action"] - 1 for m in metas])
+        for proto, pcfg in params["protocols"][ds].items():
+            idx = ntu_protocol_indices(meta, pcfg)
+            out[(ds, proto)] = {side: labels[idx[side]] for side in ("train", "test")}
+    videos = synth._pku_plan(seed, synth.PAPER_PKU, motion)
+    for proto in params["protocols"].get("pku1", {}):
+        train, test = [], []
+        for v in videos:
+            for view in ("L", "M", "R"):
+                is_train = v.side == "train" if proto == "xsub" else view != "M"
+                (train if is_train else test).extend(label for label, _, _ in v.perfs)
+        out[("pku1", proto)] = {"train": np.array(train), "test": np.array(test)}
+    return out
+
+
+def _known_counts(counts: dict, dataset: str, protocol: str, split_cfg: Mapping) -> tuple[int, int, int]:
+    c = counts[(dataset, protocol)]
+    unknown = np.array(sorted(split_cfg["unknown"]))
+    n_train_known = int((~np.isin(c["train"], unknown)).sum())
+    n_test_known = int((~np.isin(c["test"], unknown)).sum())
+    return n_train_known, n_test_known, len(c["test"])
+
+
+def stage_estimates(record: dict, params: Mapping) -> list[dict]:
+    """Seconds of every stage of the paper DAG from the measured rates (extrapolations), or why not modelled."""
+    from star_repro.config import merge
+    from star_repro.data.classes import classes_of
+    from star_repro.registry import build_stages
+
+    p = copy.deepcopy(dict(params))
+    p["profile"], p["data"]["source"] = "paper", "real"
+    prof = p["profiles"]["paper"]
+    counts = paper_sample_counts(p)
+    pre, star, emb = record["pretrain"], record["star"], record["embed"]
+    rates = {"pre_train": _rate(pre, "train_samples_per_s"), "pre_infer": _rate(pre, "infer_samples_per_s"),
+             "star_train": _rate(star, "train_samples_per_s"), "star_eval": _rate(star, "eval_samples_per_s"),
+             "embed": _rate(emb, "strings_per_s"), "prepare": _rate(record["data"], "prepare_files_per_s")}
+    needs = {"pretrain": ("pre_train", "pre_infer"), "train": ("star_train", "star_eval", "pre_infer"),
+             "evaluate": ("star_eval",), "embed": ("embed",), "prepare": ("prepare",)}
+    rows = []
+    for st in build_stages(p):
+        args = st.cmd.split()
+        opt = {args[i][2:]: args[i + 1] for i in range(len(args) - 1) if args[i].startswith("--")}
+        est, basis = None, "not modelled: CPU-light (seconds to minutes)"
+        missing = [k for k in needs.get(st.kind, ()) if rates[k] is None]
+        if missing:
+            basis = f"not modelled: rate(s) {missing} not measured in this run"
+        elif st.kind == "pretrain":
+            ds = opt["dataset"]
+            pcfg = merge(dict(prof["pretrain"]), (prof["pretrain"].get("by_dataset") or {}).get(ds, {}))
+            n_tr, n_te, _ = _known_counts(counts, ds, opt["protocol"], p["splits"][opt["split"]])
+            evals = -(-int(pcfg["epochs"]) // int(pcfg.get("eval_every", 1)))
+            est = pcfg["epochs"] * n_tr / pre["train_samples_per_s"] + evals * n_te / pre["infer_samples_per_s"]
+            basis = (f"{pcfg['epochs']} epochs x {n_tr} known-class training samples at the measured "
+                     f"{pre['train_samples_per_s']}/s + {evals} test passes x {n_te}")
+        elif st.kind in ("train", "evaluate"):
+            exp = p["experiments"][opt["experiment"]]
+            ds = exp["dataset"]
+            n_tr, n_te_known, n_te = _known_counts(counts, ds, exp["protocol"], p["splits"][exp["split"]])
+            if st.kind == "evaluate":
+                est = n_te / star["eval_samples_per_s"]
+                basis = f"one pass over {n_te} test samples at STAR eval {star['eval_samples_per_s']}/s"
+            elif exp.get("method", "star") == "star":
+                scfg = prof["star"]["optimizer"]
+                est = scfg["epochs"] * n_tr / star["train_samples_per_s"] + n_te / star["eval_samples_per_s"]
+                basis = (f"{scfg['epochs']} epochs x {n_tr} known-class samples at STAR uncached "
+                         f"{star['train_samples_per_s']}/s + one test pass")
+            else:
+                est = (n_tr + n_te) / pre["infer_samples_per_s"]
+                basis = (f"baseline: one backbone feature pass over {n_tr + n_te} samples at "
+                         f"{pre['infer_samples_per_s']}/s; its small model's training is not modelled")
+        elif st.kind == "embed":
+            ds = opt["dataset"]
+            n_strings = len(classes_of(ds)) * (1 + int(opt["partition"]))
+            est = n_strings / emb["strings_per_s"]
+            basis = f"{n_strings} strings at {emb['strings_per_s']}/s"
+        elif st.kind == "prepare" and opt["dataset"].startswith("ntu"):
+            n = 56_880 if opt["dataset"] == "ntu60" else 114_480
+            est = n / record["data"]["prepare_files_per_s"]
+            basis = f"{n} files at the measured {record['data']['prepare_files_per_s']} files/s (CPU)"
+        rows.append({"stage": st.name, "kind": st.kind, "gpu": int(st.resources.get("gpu", 0)),
+                     "seconds": None if est is None else round(est, 1), "basis": basis,
+                     "deps": st.deps, "outs": st.outs})
+    return rows
+
+
+def _dependencies(rows: list[dict]) -> list[set[int]]:
+    """Stage i depends on stage j when one of i's deps is j's output or lies inside it."""
+    owner = {}
+    for j, r in enumerate(rows):
+        for o in r["outs"]:
+            owner[o.rstrip("/")] = j
+    deps = []
+    for r in rows:
+        d = set()
+        for path in r["deps"]:
+            parts = path.rstrip("/").split("/")
+            for k in range(len(parts), 0, -1):
+                j = owner.get("/".join(parts[:k]))
+                if j is not None:
+                    d.add(j)
+                    break
+        deps.append(d)
+    return deps
+
+
+def schedule(rows: list[dict], gpus: int | None) -> float:
+    """Makespan of the DAG with `gpus` GPUs (None: unlimited, i.e. the critical path): a GPU stage holds one
+    GPU, the other stages run beside them; among ready stages the one with the longest remaining path starts
+    first (list scheduling)."""
+    import heapq
+
+    deps = _dependencies(rows)
+    dur = [r["seconds"] or 0.0 for r in rows]
+    children: list[list[int]] = [[] for _ in rows]
+    for i, d in enumerate(deps):
+        for j in d:
+            children[j].append(i)
+    tail = [0.0] * len(rows)
+    for i in reversed(_topological(deps)):
+        tail[i] = dur[i] + max((tail[c] for c in children[i]), default=0.0)
+    waiting = [len(d) for d in deps]
+    ready = [(-tail[i], i) for i in range(len(rows)) if waiting[i] == 0]
+    heapq.heapify(ready)
+    running: list[tuple[float, int]] = []
+    busy, t, end = 0, 0.0, 0.0
+    limited = gpus is not None
+    while ready or running:
+        held = []
+        while ready:
+            item = heapq.heappop(ready)
+            if rows[item[1]]["gpu"] and limited and busy >= gpus:
+                held.append(item)
+                continue
+            busy += bool(rows[item[1]]["gpu"]) and limited
+            heapq.heappush(running, (t + dur[item[1]], item[1]))
+        for item in held:
+            heapq.heappush(ready, item)
+        t, i = heapq.heappop(running)
+        end = max(end, t)
+        busy -= bool(rows[i]["gpu"]) and limited
+        for c in children[i]:
+            waiting[c] -= 1
+            if waiting[c] == 0:
+                heapq.heappush(ready, (-tail[c], c))
+    return end
+
+
+def _topological(deps: list[set[int]]) -> list[int]:
+    indeg = [len(d) for d in deps]
+    children: list[list[int]] = [[] for _ in deps]
+    for i, d in enumerate(deps):
+        for j in d:
+            children[j].append(i)
+    stack = [i for i, k in enumerate(indeg) if k == 0]
+    order = []
+    while stack:
+        i = stack.pop()
+        order.append(i)
+        for c in children[i]:
+            indeg[c] -= 1
+            if indeg[c] == 0:
+                stack.append(c)
+    if len(order) != len(deps):
+        raise StarReproError("bench paper: the stage registry has a dependency cycle")
+    return order
+
+
+def extrapolate(record: dict, params: Mapping) -> dict:
+    rows = stage_estimates(record, params)
+    by_kind: dict[str, dict] = {}
+    for r in rows:
+        k = by_kind.setdefault(r["kind"], {"stages": 0, "seconds": 0.0, "not_modelled": 0})
+        k["stages"] += 1
+        if r["seconds"] is None:
+            k["not_modelled"] += 1
+        else:
+            k["seconds"] = round(k["seconds"] + r["seconds"], 1)
+    gpu_seconds = sum(r["seconds"] or 0.0 for r in rows if r["gpu"])
+    one_backbone = next((r for r in rows if r["stage"] == f"pretrain_ntu60_{PROTOCOL}_{SPLIT}"), None)
+    return {
+        "label": "EXTRAPOLATION from the rates measured above; not a measurement",
+        "one_ntu60_xsub_55_5_pretraining_hours": None if one_backbone is None
+        else round(one_backbone["seconds"] / 3600, 2),
+        "by_kind": by_kind,
+        "gpu_hours": round(gpu_seconds / 3600, 1),
+        "wall_hours": {"1_gpu": round(schedule(rows, 1) / 3600, 1), "4_gpus": round(schedule(rows, 4) / 3600, 1),
+                       "16_gpus": round(schedule(rows, 16) / 3600, 1),
+                       "critical_path": round(schedule(rows, None) / 3600, 1)},
+        "stages": [{k: r[k] for k in ("stage", "kind", "gpu", "seconds", "basis")} for r in rows],
+    }
+
+
+def _v(part: dict, key: str):
+    """A measured value for the Markdown, or MISSING with the reason."""
+    return part[key] if key in part else f"MISSING ({part.get('error', 'not measured')})"
+
+
+def markdown(record: dict) -> str:
+    """The record as the Markdown tables docs/paper-scale.md cites."""
+    pre, star, emb, ex = record["pretrain"], record["star"], record["embed"], record["extrapolation"]
+    m = record["machine"]
+    lines = [f"Rehearsal `{record['size']}` on {record['device']} ({m.get('gpu', 'no GPU')}, {m['cpu_cores']} CPU "
+             f"cores, torch {m['torch']}), {record['date_utc']} UTC, {record['rehearsal_seconds']} s in all.", "",
+             "| measured | value |", "|---|---|",
+             f"| prepare (CPU, {_v(record['data'], 'prepare_workers')} workers) | "
+             f"{_v(record['data'], 'prepare_files_per_s')} files/s |",
+             f"| Shift-GCN pretraining, batch {_v(pre, 'batch')}, window {_v(pre, 'window')}, "
+             f"width {_v(pre, 'width')}, "
+             f"{_v(pre, 'num_workers')} loader workers | {_v(pre, 'train_samples_per_s')} samples/s "
+             f"({_v(pre, 'compute_only_samples_per_s')}/s without data waits) |",
+             f"| fraction of a step waiting for data | mean {_v(pre, 'data_wait_fraction_mean')}, "
+             f"p90 {_v(pre, 'data_wait_fraction_p90')} |",
+             f"| peak GPU memory | {_v(pre, 'peak_gpu_mib')} MiB |",
+             f"| GPU utilisation | {_v(pre, 'gpu_utilisation_pct')} ({_v(pre, 'gpu_utilisation_how')}) |",
+             f"| Shift-GCN inference | {_v(pre, 'infer_samples_per_s')} samples/s |",
+             f"| STAR training (uncached) / cached / evaluation | {_v(star, 'train_samples_per_s')} / "
+             f"{_v(star, 'train_cached_samples_per_s')} / {_v(star, 'eval_samples_per_s')} samples/s |",
+             f"| {_v(emb, 'encoder')} text embedding (weights: {_v(emb, 'weights')}) | "
+             f"{_v(emb, 'strings_per_s')} strings/s |",
+             "",
+             f"**{ex['label']}**", "", "| stage kind | stages | hours (sum) | not modelled |", "|---|---|---|---|"]
+    for kind, v in sorted(ex["by_kind"].items()):
+        lines.append(f"| {kind} | {v['stages']} | {round(v['seconds'] / 3600, 2)} | {v['not_modelled']} |")
+    w = ex["wall_hours"]
+    lines += ["", f"One NTU-60 xsub 55/5 pretraining: {ex['one_ntu60_xsub_55_5_pretraining_hours']} h. "
+                  f"GPU-hours of the whole DAG: {ex['gpu_hours']}. Wall time: 1 GPU {w['1_gpu']} h, 4 GPUs "
+                  f"{w['4_gpus']} h, 16 GPUs {w['16_gpus']} h (critical path {w['critical_path']} h)."]
+    return "\n".join(lines) + "\n"
+
+
+def run(device: str, size_name: str, out_json: Path, params: Mapping, workdir: Path) -> dict:
+    from star_repro.io import write_text_atomic
+
+    record = rehearse(device, size_name, workdir, params)
+    out_json = Path(out_json)
+    write_text_atomic(out_json, json.dumps(record, indent=1, sort_keys=True) + "\n")
+    write_text_atomic(out_json.with_suffix(".md"), markdown(record))
+    return record
