@@ -156,14 +156,14 @@ def test_job_uses_client_fds_cwd_and_env(server, project_root, tmp_path):
     assert (tmp_path / "out").read_text() == ""
     err_text = (tmp_path / "err").read_text()
     assert "star-repro dag: error: params.yaml not found" in err_text and WARM_LINE in err_text
-    # environment: argparse wraps --help at $COLUMNS
+    # environment: argparse wraps --help at $COLUMNS (`tables`: its usage has no unbreakable option group)
     for columns in ("50", "200"):
         env = dict(_env(None), COLUMNS=columns)
-        plain = subprocess.run([STAR_REPRO, "dag", "--help"], env=env, capture_output=True, text=True,
+        plain = subprocess.run([STAR_REPRO, "tables", "--help"], env=env, capture_output=True, text=True,
                                cwd=project_root, timeout=60)
         env[warm.ENV_VAR] = sock
         with open(tmp_path / "help", "w") as out:
-            subprocess.run([STAR_REPRO, "dag", "--help"], env=env, stdout=out, stderr=subprocess.DEVNULL,
+            subprocess.run([STAR_REPRO, "tables", "--help"], env=env, stdout=out, stderr=subprocess.DEVNULL,
                            cwd=project_root, timeout=60, check=True)
         assert (tmp_path / "help").read_text() == plain.stdout
         width = max(len(l) for l in plain.stdout.splitlines())

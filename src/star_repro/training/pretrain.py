@@ -56,9 +56,14 @@ _NON_SEMANTIC = {"epochs", "num_workers", "keep_checkpoints", "test_batch_size",
 HISTORY_COLUMNS = ("epoch", "lr", "loss", "train_acc", "test_acc")
 
 
+# Keys of a profile's pretrain section that choose between training here and importing the authors' release
+# (training/released_backbone.py): the stage reads them, the training recipe does not.
+ROUTE_KEYS = ("source", "released_dir", "released_sha256")
+
+
 def resolve_config(cfg: Mapping | None) -> dict:
     """Defaults filled in and every value checked; errors name the key."""
-    cfg = dict(cfg or {})
+    cfg = {k: v for k, v in (cfg or {}).items() if k not in ROUTE_KEYS}
     unknown = sorted(set(cfg) - set(DEFAULTS))
     if unknown:
         raise StarReproError(f"pretrain config: unknown key(s) {unknown}; expected a subset of {sorted(DEFAULTS)}")

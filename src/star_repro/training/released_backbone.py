@@ -58,7 +58,9 @@ def released_path(cfg: Mapping, dataset: str, protocol: str, split: str) -> Path
 
 def training_config(cfg: Mapping) -> dict:
     """The pretraining recipe without the keys that choose between training and the release."""
-    return {k: v for k, v in cfg.items() if k not in ("source", "released_dir", "released_sha256")}
+    from star_repro.training.pretrain import ROUTE_KEYS
+
+    return {k: v for k, v in cfg.items() if k not in ROUTE_KEYS}
 
 
 def import_released(path: str | Path, dataset: str, protocol: str, split, cfg: Mapping, out_dir: str | Path) -> dict:
