@@ -400,3 +400,34 @@ def test_control_run_records_its_mapping_and_chance(world, tmp_path):
     assert metrics["ci95"]["counts"]["zsl"][1] == metrics["n_zsl"]
     lo, hi = metrics["ci95"]["zsl"]
     assert lo <= metrics["zsl_top1"] <= hi
+
+
+def test_feature_cache_keys_the_backbones_shift_formula(world, tmp_path, monkeypatch):
+    """The same model.pt evaluated with the kernel formula (an imported release under official-code) gives other
+    features: it must not read the entries a lerp backbone filled."""
+    import shutil
+
+    from star_repro.training import feature_cache
+
+    hits = []
+    real = feature_cache.cached_features
+
+    def recording(*a, **k):
+        feats, hit = real(*a, **k)
+        hits.append(hit)
+        return feats, hit
+    monkeypatch.setattr(feature_cache, "cached_features", recording)
+    cache = tmp_path / "features"
+    _run(world, tmp_path, _cfg(), name="lerp", feature_cache=cache)
+    n = len(hits)
+    kernel_dir = tmp_path / "kernel_backbone"
+    shutil.copytree(world["backbone"], kernel_dir)
+    conf = json.loads((kernel_dir / "config.json").read_text())
+    (kernel_dir / "config.json").write_text(json.dumps({**conf, "shift_formula": "kernel"}))
+    hits.clear()
+    run_dir, eval_dir = tmp_path / "kernel" / "train", tmp_path / "kernel" / "eval"
+    train_star(world["processed"], "xsub", world["split"], world["embeddings"], kernel_dir, _cfg(), run_dir,
+               progress=False, checkpoint_dir=tmp_path / "kernel" / "ckpt", threads=1, feature_cache=cache)
+    evaluate_star(run_dir, world["processed"], "xsub", world["split"], world["embeddings"], kernel_dir, _cfg(),
+                  eval_dir, threads=1, feature_cache=cache)
+    assert n >= 2 and hits == [False] * n and len(list(cache.glob("features-*.npz"))) == 2 * n
