@@ -106,7 +106,8 @@ def import_released(path: str | Path, dataset: str, protocol: str, split, cfg: M
     write_json_atomic(out_dir / "config.json", {
         "source": "authors", "release": release, "dataset": dataset, "protocol": protocol, "split": split.name,
         "known_classes": list(split.known), "unknown_classes": list(split.unknown), "num_class": n_known,
-        "width": train_cfg["width"], "shift_formula": train_cfg["shift_formula"], "out_channels": model.out_channels, "feeder": feeder, "config": train_cfg,
+        "width": train_cfg["width"], "shift_formula": train_cfg["shift_formula"], "out_channels": model.out_channels,
+        "feeder": feeder, "config": train_cfg,
     })
     metrics = {"source": "authors", "file": path.name, "sha256": sha, "num_class": n_known, "fc_outputs": rows,
                "parameters": sum(p.numel() for p in model.parameters())}
