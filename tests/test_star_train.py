@@ -116,7 +116,8 @@ def test_same_seed_twice_identical_metrics(world, baseline, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_feature_cache_on_disk_changes_no_number(world, baseline, tmp_path, monkeypatch):
+def _record_cache_hits(monkeypatch) -> list[bool]:
+    """Whether each feature-cache lookup from now on was a hit, in order."""
     from star_repro.training import feature_cache
 
     hits = []
@@ -127,6 +128,11 @@ def test_feature_cache_on_disk_changes_no_number(world, baseline, tmp_path, monk
         hits.append(hit)
         return feats, hit
     monkeypatch.setattr(feature_cache, "cached_features", recording)
+    return hits
+
+
+def test_feature_cache_on_disk_changes_no_number(world, baseline, tmp_path, monkeypatch):
+    hits = _record_cache_hits(monkeypatch)
     _, _, run_dir, eval_dir = baseline
     cache = tmp_path / "features"
     _, _, run1, eval1 = _run(world, tmp_path, _cfg(), name="fill", feature_cache=cache)
@@ -407,16 +413,7 @@ def test_feature_cache_keys_the_backbones_shift_formula(world, tmp_path, monkeyp
     features: it must not read the entries a lerp backbone filled."""
     import shutil
 
-    from star_repro.training import feature_cache
-
-    hits = []
-    real = feature_cache.cached_features
-
-    def recording(*a, **k):
-        feats, hit = real(*a, **k)
-        hits.append(hit)
-        return feats, hit
-    monkeypatch.setattr(feature_cache, "cached_features", recording)
+    hits = _record_cache_hits(monkeypatch)
     cache = tmp_path / "features"
     _run(world, tmp_path, _cfg(), name="lerp", feature_cache=cache)
     n = len(hits)
