@@ -301,3 +301,20 @@ def test_encoder_config_from_sidecar(tmp_path):
     assert (rnd["weights"], rnd["seed"], rnd["truncate"]) == ("random", 3, "truncate")
     assert B.encoder_cfg_from_info({"name": "sbert:all-MiniLM-L6-v2"}, "error") == {
         "encoder": "sbert:all-MiniLM-L6-v2", "truncate": "error"}
+
+
+def test_feature_key_names_a_kernel_shift_formula(monkeypatch):
+    """Same model.pt, other temporal-shift formula: other features, so another cache key (lerp keeps the old key)."""
+    from types import SimpleNamespace
+
+    from star_repro.models.shiftgcn import ShiftGCN
+
+    monkeypatch.setattr(B, "dataset_signature", lambda ds: {"samples_sha256": "s"})
+    samples = SimpleNamespace(dataset="ntu60", ds=None)
+
+    def key(formula):
+        model = ShiftGCN(5, width=0.125, shift_formula=formula)
+        bb = B.Backbone(model, "same-sha", 16, [0.95], False, model.out_channels, {})
+        return B._feature_key(bb, samples, "xsub", "test", np.arange(4))
+    lerp, kernel = key("lerp"), key("kernel")
+    assert "shift_formula" not in lerp and kernel == {**lerp, "shift_formula": "kernel"}

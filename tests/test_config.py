@@ -149,3 +149,14 @@ def test_baseline_overrides_get_the_schema_ranges(params):
     good = copy.deepcopy(params)
     good["experiments"][name]["overrides"] = {"epochs": 3, "lr": 1e-3}
     validate(good)
+
+
+def test_a_by_dataset_pretrain_source_is_checked_at_load(params, tmp_path):
+    """The schema types the top-level pretrain.source only; an override under by_dataset is checked too."""
+    bad = copy.deepcopy(params)
+    ds = bad["data"]["datasets"][0]
+    pre = bad["profiles"]["paper"]["pretrain"]
+    pre.setdefault("by_dataset", {}).setdefault(ds, {})["source"] = "downloaded"
+    with pytest.raises(ParamsError, match=rf"profiles\.paper\.pretrain\.by_dataset\.{ds}\.source: expected one of "
+                                          r"\['train', 'authors'\], got 'downloaded'"):
+        load_params(_write(tmp_path, bad))

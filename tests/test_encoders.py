@@ -404,3 +404,14 @@ def test_clip_gpu_matches_cpu():
     texts = ["drink water", "kicking something, Foot: swings forward to strike an object"]
     np.testing.assert_allclose(gpu.encode(texts), cpu.encode(texts), rtol=1e-4, atol=1e-4)
     assert gpu.identity == cpu.identity
+
+
+def test_published_sha256_reads_openais_url_and_applies_only_to_the_release_file():
+    from star_repro.text.encoders import published_sha256
+
+    sha = "3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02"
+    url = f"https://openaipublic.azureedge.net/clip/models/{sha}/ViT-L-14-336px.pt"
+    assert published_sha256(url) == sha == published_sha256(url, "data/weights/ViT-L-14-336px.pt")
+    assert published_sha256(url, "data/weights/converted.safetensors") is None  # another file: no published hash
+    assert published_sha256("https://huggingface.co/x/open_clip_model.safetensors") is None
+    assert published_sha256("") is None

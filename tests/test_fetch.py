@@ -171,3 +171,15 @@ def test_descriptions_with_another_hash_are_refused(server, tmp_path, capsys):
                  "--cache-root", str(tmp_path / "c"), "--backoff", "0"])
     assert code == 2 and "refused" in capsys.readouterr().err
     assert not (tmp_path / "c").exists() and not any((tmp_path / "r").iterdir())
+
+
+def test_a_local_write_failure_is_a_named_error_not_a_traceback(server, tmp_path):
+    """Disk full or a folder where the partial file goes: FetchError naming the .part file, no retries."""
+    url, h = server
+    h.files["good.bin"] = GOOD
+    dest = tmp_path / "w" / "good.bin"
+    part = dest.with_name("good.bin.part")
+    part.mkdir(parents=True)  # open(part, ...) fails with IsADirectoryError, even as root
+    with pytest.raises(F.FetchError, match=r"good\.bin\.part: cannot write the download"):
+        F.download(f"{url}/good.bin", dest, _sha(GOOD), attempts=3, backoff=0.01, quiet=True)
+    assert not dest.exists() and len(h.requests) == 1

@@ -173,3 +173,10 @@ def test_label_file_checked_against_the_sequence_length():
     with pytest.raises(InputFormatError) as info:
         pku.read_label_file("3,1,20,1\n7,30,51,2\n", "0002-M.txt", num_frames=50)
     assert (info.value.file, info.value.line) == ("0002-M.txt", 2)
+
+
+def test_a_bad_row_with_a_non_ascii_digit_is_rejected_not_crashed():
+    """A row whose action field is a Unicode digit ("²") is a rejected row with no action id, not a ValueError."""
+    rows, errors = pku.parse_label_rows("1,2,3,4\n²,5,6,7\n", "x.txt")
+    assert [r.row for r in rows] == [1] and len(errors) == 1
+    assert errors[0].row == 2 and errors[0].action is None and errors[0].error.line == 2

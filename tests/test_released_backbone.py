@@ -96,3 +96,13 @@ def test_pretrain_stage_imports_the_release_in_place_of_training(tmp_path, monke
     assert json.loads((tmp_path / "metrics/pretrain_ntu60_xsub_ntu60_seen55_unseen5.json").read_text())["sha256"] \
         == sha
     assert "imported the authors'" in capsys.readouterr().out
+
+
+def test_the_profiles_shift_formula_reaches_the_imported_backbone(tmp_path):
+    """official-code sets shift_formula: kernel; the imported release must be evaluated with it, not with lerp."""
+    _release(tmp_path / NAME, 55)
+    import_released(tmp_path / NAME, "ntu60", "xsub", SPLIT, _cfg(tmp_path, shift_formula="kernel"), tmp_path / "k")
+    assert json.loads((tmp_path / "k/config.json").read_text())["shift_formula"] == "kernel"
+    model, _ = load_backbone(tmp_path / "k", SPLIT)
+    assert model.shift_formula == "kernel"
+    assert {m.formula for m in model.modules() if hasattr(m, "formula")} == {"kernel"}

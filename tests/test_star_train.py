@@ -116,7 +116,8 @@ def test_same_seed_twice_identical_metrics(world, baseline, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_feature_cache_on_disk_changes_no_number(world, baseline, tmp_path, monkeypatch):
+def _record_cache_hits(monkeypatch) -> list[bool]:
+    """Whether each feature-cache lookup from now on was a hit, in order."""
     from star_repro.training import feature_cache
 
     hits = []
@@ -127,6 +128,11 @@ def test_feature_cache_on_disk_changes_no_number(world, baseline, tmp_path, monk
         hits.append(hit)
         return feats, hit
     monkeypatch.setattr(feature_cache, "cached_features", recording)
+    return hits
+
+
+def test_feature_cache_on_disk_changes_no_number(world, baseline, tmp_path, monkeypatch):
+    hits = _record_cache_hits(monkeypatch)
     _, _, run_dir, eval_dir = baseline
     cache = tmp_path / "features"
     _, _, run1, eval1 = _run(world, tmp_path, _cfg(), name="fill", feature_cache=cache)
@@ -400,3 +406,25 @@ def test_control_run_records_its_mapping_and_chance(world, tmp_path):
     assert metrics["ci95"]["counts"]["zsl"][1] == metrics["n_zsl"]
     lo, hi = metrics["ci95"]["zsl"]
     assert lo <= metrics["zsl_top1"] <= hi
+
+
+def test_feature_cache_keys_the_backbones_shift_formula(world, tmp_path, monkeypatch):
+    """The same model.pt evaluated with the kernel formula (an imported release under official-code) gives other
+    features: it must not read the entries a lerp backbone filled."""
+    import shutil
+
+    hits = _record_cache_hits(monkeypatch)
+    cache = tmp_path / "features"
+    _run(world, tmp_path, _cfg(), name="lerp", feature_cache=cache)
+    n = len(hits)
+    kernel_dir = tmp_path / "kernel_backbone"
+    shutil.copytree(world["backbone"], kernel_dir)
+    conf = json.loads((kernel_dir / "config.json").read_text())
+    (kernel_dir / "config.json").write_text(json.dumps({**conf, "shift_formula": "kernel"}))
+    hits.clear()
+    run_dir, eval_dir = tmp_path / "kernel" / "train", tmp_path / "kernel" / "eval"
+    train_star(world["processed"], "xsub", world["split"], world["embeddings"], kernel_dir, _cfg(), run_dir,
+               progress=False, checkpoint_dir=tmp_path / "kernel" / "ckpt", threads=1, feature_cache=cache)
+    evaluate_star(run_dir, world["processed"], "xsub", world["split"], world["embeddings"], kernel_dir, _cfg(),
+                  eval_dir, threads=1, feature_cache=cache)
+    assert n >= 2 and hits == [False] * n and len(list(cache.glob("features-*.npz"))) == 2 * n

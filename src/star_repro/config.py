@@ -62,7 +62,7 @@ def _check_cross_references(params: Mapping, source: str) -> None:
     from star_repro.training.star_cfg import resolve_star_cfg
 
     for prof, sections in params["profiles"].items():
-        _check_profile_inputs(prof, sections, source)
+        _check_profile_inputs(prof, sections, params["data"]["datasets"], source)
         for ds in params["data"]["datasets"]:
             resolve_star_cfg({**sections["star"], "seed": 1, "partition": 6, "profile": prof}, ds,
                              path=f"{source}: profiles.{prof}.star")
@@ -146,8 +146,9 @@ def _check_report_references(params: Mapping, source: str) -> None:
                                       "no experiment is that model")
 
 
-def _check_profile_inputs(prof: str, sections: Mapping, source: str) -> None:
-    """A profile's description sets per partition and its pretrain source (named keys in every error)."""
+def _check_profile_inputs(prof: str, sections: Mapping, datasets: Iterable[str], source: str) -> None:
+    """A profile's description sets per partition and its pretrain source for each dataset (the schema checks
+    only the top-level key, not a `by_dataset` override; named keys in every error)."""
     import re
 
     from star_repro.training.released_backbone import SOURCES
@@ -159,9 +160,12 @@ def _check_profile_inputs(prof: str, sections: Mapping, source: str) -> None:
             raise ParamsError(f"{source}: profiles.{prof}.descriptions.{part}: expected a description set name "
                               f"such as imported-star or openai, got {name!r}")
     pre = sections["pretrain"]
-    if pre.get("source", "train") not in SOURCES:
-        raise ParamsError(f"{source}: profiles.{prof}.pretrain.source: expected one of {list(SOURCES)}, got "
-                          f"{pre.get('source')!r}")
+    for ds in datasets:
+        effective = for_dataset(pre, ds)
+        if effective.get("source", "train") not in SOURCES:
+            key = f"by_dataset.{ds}.source" if "source" in ((pre.get("by_dataset") or {}).get(ds) or {}) else "source"
+            raise ParamsError(f"{source}: profiles.{prof}.pretrain.{key}: expected one of {list(SOURCES)}, got "
+                              f"{effective.get('source')!r}")
     pinned = pre.get("released_sha256") or {}
     if not isinstance(pinned, Mapping) or not all(isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v)
                                                    for v in pinned.values()):

@@ -91,6 +91,12 @@ def _open(url: str, start: int, timeout: float):
     return urllib.request.urlopen(req, timeout=timeout)  # noqa: S310 - http(s) URLs of the pinned releases
 
 
+def _write_error(part: Path, exc: OSError) -> FetchError:
+    """A local write failure (disk full, no permission, a folder in the way): not retried, named."""
+    return FetchError(f"{part}: cannot write the download ({exc.strerror or exc}); free space or fix the "
+                      "folder's permissions, then run the command again (it resumes from what is there)")
+
+
 def _transfer(url: str, part: Path, timeout: float, quiet: bool) -> None:
     """Append the rest of `url` to `part` (from its current length); raises on a cut connection."""
     start = part.stat().st_size if part.exists() else 0
@@ -104,22 +110,32 @@ def _transfer(url: str, part: Path, timeout: float, quiet: bool) -> None:
         if start and resp.status != 206:  # the server ignored Range: start again
             _say(f"  {url}: server does not resume; downloading from the start", quiet)
             start = 0
-        length = resp.headers.get("Content-Length")
-        total = start + int(length) if length is not None else None
+        length = (resp.headers.get("Content-Length") or "").strip()
+        total = start + int(length) if length.isdigit() else None  # absent or malformed: read to the end
         done, last = start, time.monotonic()
-        with open(part, "ab" if start else "wb") as fh:
+        try:
+            fh = open(part, "ab" if start else "wb")
+        except OSError as exc:
+            raise _write_error(part, exc) from None
+        with fh:
             while True:
                 block = resp.read(CHUNK)
                 if not block:
                     break
-                fh.write(block)
+                try:
+                    fh.write(block)
+                except OSError as exc:
+                    raise _write_error(part, exc) from None
                 done += len(block)
                 if time.monotonic() - last > 2.0:
                     last = time.monotonic()
                     shown = f"{done / 1e6:.1f}" + (f" / {total / 1e6:.1f}" if total else "")
                     _say(f"  {part.name}: {shown} MB", quiet)
-            fh.flush()
-            os.fsync(fh.fileno())
+            try:
+                fh.flush()
+                os.fsync(fh.fileno())
+            except OSError as exc:
+                raise _write_error(part, exc) from None
         if total is not None and done < total:
             raise http.client.IncompleteRead(b"", total - done)
 

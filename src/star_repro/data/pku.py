@@ -159,7 +159,8 @@ def parse_label_rows(data: bytes | str, source: str) -> tuple[list[LabelRow], li
                 raise InputFormatError(source, line_no, f"frames must satisfy 1 <= start <= end, found "
                                                         f"start={start} end={end}")
         except InputFormatError as exc:
-            action = int(fields[0]) if fields[0].isdigit() and 1 <= int(fields[0]) <= NUM_CLASSES else None
+            head = fields[0]  # isascii: isdigit alone passes "²", which int() refuses
+            action = int(head) if head.isascii() and head.isdigit() and 1 <= int(head) <= NUM_CLASSES else None
             errors.append(LabelRowError(row=n, action=action, error=exc))
             continue
         rows.append(LabelRow(row=n, line=line_no, action=action, start=start, end=end, confidence=conf))

@@ -39,7 +39,8 @@ VARIANT_LABEL = {"control_deranged_text": "CONTROL: unknown-class text deranged 
 # what each row's runs rest on (evaluate records it from the embeddings' and backbone's records)
 INPUT_LABELS = ("descriptions", "encoder", "backbone")
 CSV_COLUMNS = ("table", "cell", "dataset", "protocol", "split", "method", "variant", "metric", "ours", "ours_std",
-               "ci95_lo", "ci95_hi", "ci95_n", "n", "paper", "diff", "selection", "gamma", "profile", "data") + INPUT_LABELS + ("runs",)
+               "ci95_lo", "ci95_hi", "ci95_n", "n", "paper", "diff", "selection", "gamma", "profile",
+               "data") + INPUT_LABELS + ("runs",)
 
 
 def cell_name(exp: dict, splits: dict) -> str:
@@ -284,7 +285,8 @@ def write_tables(params: dict, runs_root: Path, out_dir: Path, table: int) -> li
         trows = [r for r in rows if r["table"] == table]
         csv_path, md_path = out_dir / f"table{table}.csv", out_dir / f"table{table}.md"
         write_text_atomic(csv_path, rows_to_csv(trows))
-        body = rows_to_markdown(table, trows, params) if trows else f"# {TITLES[table]}\n\nNo experiment feeds this table in params.yaml.\n"
+        body = (rows_to_markdown(table, trows, params) if trows else
+                f"# {TITLES[table]}\n\nNo experiment feeds this table in params.yaml.\n")
         write_text_atomic(md_path, body)
         written += [csv_path, md_path]
     return written

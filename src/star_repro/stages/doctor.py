@@ -170,7 +170,7 @@ def check_clip(params: dict) -> dict | None:
     """The profile's CLIP weights: found where the pipeline looks, with OpenAI's published sha256 (None: the
     profile's encoder is not CLIP)."""
     from star_repro.fetch import CLIP_FILE
-    from star_repro.text.encoders import WEIGHTS_DIR, clip_weights_candidates, sha256_file_cached
+    from star_repro.text.encoders import WEIGHTS_DIR, clip_weights_candidates, published_sha256, sha256_file_cached
 
     embed = params["profiles"][params["profile"]]["embed"]
     if not embed["encoder"].startswith("clip:"):
@@ -182,7 +182,7 @@ def check_clip(params: dict) -> dict | None:
     from open_clip.pretrained import get_pretrained_cfg
 
     url = (get_pretrained_cfg(model, pretrained) or {}).get("url") or ""
-    expected = url.split("/")[-2] if "openaipublic" in url else None
+    expected = published_sha256(url)
     searched = [Path(weights)] if weights else clip_weights_candidates(model, pretrained)
     hit = next((p for p in searched if p.is_file()), None)
     command = ("star-repro fetch clip" if Path(url).name == CLIP_FILE else
@@ -192,8 +192,7 @@ def check_clip(params: dict) -> dict | None:
     if hit is None:
         return row | {"present": False, "path": str(searched[0]) if searched else ""}
     digest = sha256_file_cached(hit, Path("data/embeddings/cache/weights-sha256.json"))
-    if hit.name != Path(url).name:  # a converted or other file: the encoder checks no published hash either
-        expected = row["expected_sha256"] = None
+    expected = row["expected_sha256"] = published_sha256(url, hit)  # the rule the encoder applies at load
     ok = expected is None or digest == expected
     return row | {"present": ok, "path": str(hit), "sha256": digest,
                   **({} if ok else {"error": f"sha256 {digest} is not the published {expected}; delete it and "

@@ -192,7 +192,7 @@ def _missing_weights_message(model_name: str, pretrained: str, searched: list[Pa
         size = _OPENAI_FILE_SIZES.get(base, "several hundred MB")
         what = (f"OpenAI's released CLIP checkpoint `{base}` ({size}; the file the `clip` package and open_clip's "
                 f"'{pretrained}' weights for {model_name} download from OpenAI's public CLIP model storage; "
-                f"its sha256 is {url.split('/')[-2] if 'openaipublic' in url else 'given by its publisher'})")
+                f"its sha256 is {published_sha256(url) or 'given by its publisher'})")
     elif pcfg.get("hf_hub"):
         what = (f"open_clip's '{pretrained}' weights for {model_name} (`open_clip_model.safetensors` from the "
                 f"Hugging Face repository {pcfg['hf_hub'].strip('/')})")
@@ -201,6 +201,15 @@ def _missing_weights_message(model_name: str, pretrained: str, searched: list[Pa
     return (f"CLIP weights for clip:{model_name} not found. Get {what} and put it at "
             f"{WEIGHTS_DIR / (base or 'FILE')} (or set `embed.weights: <path>` in params.yaml). "
             f"Searched: {where}. Nothing is downloaded automatically.")
+
+
+def published_sha256(url: str, path: str | Path | None = None) -> str | None:
+    """OpenAI's published sha256 of a CLIP release: the folder of its download URL. None for another publisher's
+    URL, or when `path` is named otherwise than the release (a converted file: no published hash applies)."""
+    m = _OPENAI_URL_RE.search(url or "")
+    if m is None or (path is not None and Path(path).name != m.group(2)):
+        return None
+    return m.group(1)
 
 
 def openai_release_hashes() -> dict[str, str]:
@@ -358,9 +367,9 @@ class ClipTextEncoder:
                                          + _missing_weights_message(model_name, pretrained, [path]))
             self.weights_path = path
             digest = sha256_file_cached(path, hash_cache)
-            url = (pcfg or {}).get("url") or ""
-            if "openaipublic" in url and path.name == os.path.basename(url) and digest != url.split("/")[-2]:
-                raise StarReproError(f"{path}: sha256 {digest} differs from OpenAI's published {url.split('/')[-2]} "
+            published = published_sha256((pcfg or {}).get("url") or "", path)
+            if published is not None and digest != published:
+                raise StarReproError(f"{path}: sha256 {digest} differs from OpenAI's published {published} "
                                      "for this file (incomplete or altered download); fetch it again")
             weights_file = str(path)
         self.identity = {"name": self.name, "weights_sha256": digest, "quick_gelu": self.quick_gelu,

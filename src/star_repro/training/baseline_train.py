@@ -34,7 +34,7 @@ from star_repro.io import (canonical_json, save_npy_atomic, save_torch_atomic, s
                           write_json_atomic, write_text_atomic)
 from star_repro.provenance import file_digest, run_inputs
 from star_repro.text.yaml_lines import load_yaml_unique
-from star_repro.training.feature_cache import cached_features, dataset_signature
+from star_repro.training.feature_cache import cached_features, dataset_signature, shift_formula_key
 
 #: Keys of a `baselines.<method>` section that this module reads (the rest configure the method itself).
 RUN_KEYS = ("selection", "gamma", "gamma_grid", "val_unknown", "val_seen_fraction", "feature_batch_size",
@@ -345,7 +345,8 @@ def _feature_key(backbone: Backbone, samples: Samples, protocol: str, subset: st
             **dataset_signature(samples.ds), "protocol": protocol, "subset": subset,
             "indices_sha256": sha256_text(",".join(map(str, np.asarray(indices).tolist()))),
             "feeder": {"window": backbone.window, "p_interval": backbone.p_interval,
-                       "passthrough": backbone.passthrough}, **(dict(extra) if extra else {})}
+                       "passthrough": backbone.passthrough}, **shift_formula_key(backbone.model),
+            **(dict(extra) if extra else {})}
 
 
 def features_for(backbone: Backbone, samples: Samples, protocol: str, subset: str, indices: np.ndarray,

@@ -47,3 +47,11 @@ def cached_features(cache_dir: Path | None, key: dict, indices: np.ndarray, comp
     write_npz_atomic(path, {"feats": feats.astype(np.float32), "indices": np.asarray(indices, np.int64),
                             "key": np.array([canonical_json(key)])})
     return feats, False
+
+
+def shift_formula_key(backbone) -> dict:
+    """The backbone's temporal-shift formula for a feature-cache key: the same model.pt gives other features
+    (at rounding level) under "kernel" (an imported release is the same file under either). Empty for "lerp",
+    so that entries made before the key existed stay valid."""
+    formula = getattr(backbone, "shift_formula", "lerp")
+    return {} if formula == "lerp" else {"shift_formula": formula}

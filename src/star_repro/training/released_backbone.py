@@ -97,7 +97,8 @@ def import_released(path: str | Path, dataset: str, protocol: str, split, cfg: M
     if rows not in (n_known, n_all):
         raise StarReproError(f"{where}: its classifier has {rows} outputs, but split {split.name} has {n_known} "
                              f"known classes (of {n_all}): this backbone was not pretrained for this split")
-    model = ShiftGCN(n_known, width=train_cfg["width"])
+    # the profile's temporal-shift formula ("kernel" in official-code: the release was trained with that kernel)
+    model = ShiftGCN(n_known, width=train_cfg["width"], shift_formula=train_cfg["shift_formula"])
     report = load_authors_checkpoint(model, state)
     save_torch_atomic({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
                       out_dir / "model.pt")
@@ -107,7 +108,8 @@ def import_released(path: str | Path, dataset: str, protocol: str, split, cfg: M
     write_json_atomic(out_dir / "config.json", {
         "source": "authors", "release": release, "dataset": dataset, "protocol": protocol, "split": split.name,
         "known_classes": list(split.known), "unknown_classes": list(split.unknown), "num_class": n_known,
-        "width": train_cfg["width"], "out_channels": model.out_channels, "feeder": feeder, "config": train_cfg,
+        "width": train_cfg["width"], "shift_formula": train_cfg["shift_formula"], "out_channels": model.out_channels,
+        "feeder": feeder, "config": train_cfg,
     })
     metrics = {"source": "authors", "file": path.name, "sha256": sha, "num_class": n_known, "fc_outputs": rows,
                "parameters": sum(p.numel() for p in model.parameters())}

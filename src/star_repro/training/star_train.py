@@ -310,12 +310,13 @@ class SkeletonFeed:
         if store is None:
             feats = compute()
         else:
-            from star_repro.training.feature_cache import cached_features
+            from star_repro.training.feature_cache import cached_features, shift_formula_key
 
             # batch size, device and threads too: they can change features at rounding level, and a run's numbers
             # must not depend on which run happened to fill the cache first
             key = {**store["key"], "indices_sha256": _idx_hash(self.indices), "batch_size": int(batch_size),
-                   "device": str(self.device), "threads": torch.get_num_threads()}
+                   "device": str(self.device), "threads": torch.get_num_threads(),
+                   **shift_formula_key(model.pretraining_model)}
             feats, _ = cached_features(store["dir"], key, self.indices, compute)
         model.train(was_training)
         self.features = torch.from_numpy(np.ascontiguousarray(feats, np.float32)).to(self.device)
