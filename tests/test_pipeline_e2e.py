@@ -136,6 +136,24 @@ def test_after_snakemake_and_sync_dvc_has_nothing_to_do(synced_copy):
     assert not _jobs(out.stdout), out.stdout[-2000:]
 
 
+def test_sync_dvc_records_no_output_snakemake_would_rebuild(synced_copy):
+    """After a params change and no Snakemake run, the old outputs of the runs it reaches must not be recorded as
+    the new params' results; the other stages still are."""
+    root, env = synced_copy
+    original = (root / "params.yaml").read_text()
+    _set_param(root, "profiles.demo.star.alpha", 0.3)
+    try:
+        out = run([STAR_REPRO, "sync", "dvc"], root, env, timeout=600)
+        assert "train_ntu60_xsub_55_5_seed1" in out.stderr, out.stderr[-2000:]
+        status = json.loads(run([DVC, "status", "--json"], root, env).stdout or "{}")
+        assert {"train_ntu60_xsub_55_5_seed1", "evaluate_ntu60_xsub_55_5_seed1"} <= set(status), status
+        assert "train_ntu60_xsub_55_5_revise_seed1" not in status and "stage_params" not in status, status
+    finally:
+        (root / "params.yaml").write_text(original)
+        run([STAR_REPRO, "sync", "dvc"], root, env, timeout=600)
+    assert json.loads(run([DVC, "status", "--json"], root, env).stdout or "{}") == {}
+
+
 def test_dvc_metrics_are_the_fixed_headline_keys_and_plots_render(synced_copy):
     from star_repro.metrics import HEADLINE_KEYS
 

@@ -264,3 +264,16 @@ def test_synthetic_stand_in_noise_bodies_removed_exactly(tmp_path):
                 continue
             res = denoise(parse_skeleton(zf.read(f"nturgb+d_skeletons/{name}.skeleton"), name))
             assert res.removed == {str(k): v for k, v in rec["noise_bodies"].items()}, name
+
+
+def test_bench_copies_leave_no_files_of_an_earlier_run(tmp_path):
+    """`prepare` reads the whole folder, so a second benchmark into the same work folder must not find the first
+    run's extra copies there (its files/s would count them)."""
+    from star_repro.data.prepare_bench import copy_renamed
+
+    src = tmp_path / "S001C001P001R001A001.skeleton"
+    src.write_bytes(b"bytes are copied unchanged\n")
+    out = tmp_path / "skeletons"
+    assert len(copy_renamed([src], 5, out)) == 5
+    kept = copy_renamed([src], 2, out)
+    assert sorted(out.iterdir()) == sorted(kept) and len(kept) == 2

@@ -6,7 +6,7 @@ committed; `star-repro dag --check` fails when the committed file is stale. Each
 keys it reads; `config.stage_params` gives the stage nothing else.
 
 How each engine sees those keys: Snakemake compares them as a rule parameter; DVC reads one small file per stage,
-`data/stage_params/<stage>.json` (exactly the stage's keys), written from params.yaml by the first DVC stage,
+`data/stage_params/<stage>.json` (exactly the stage's keys), written from params.yaml by the `stage_params` stage (upstream of all others),
 `stage_params`. DVC parses a params file once per stage that names it, so tracking params.yaml itself cost a
 parse of the whole file (and a walk of every key) per stage: most of `dvc status`'s time on the demo.
 """

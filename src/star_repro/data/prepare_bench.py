@@ -106,6 +106,7 @@ def bench_prepare(n: int, workdir: Path, seed: int = 0, frames: tuple[int, int] 
 
     workdir = Path(workdir)
     t_gen = time.perf_counter()
+    shutil.rmtree(workdir / "skeletons", ignore_errors=True)  # prepare reads the whole folder: no earlier files
     files = generate_ntu_bench_files(workdir / "skeletons", n, seed, frames=frames)
     t_gen = time.perf_counter() - t_gen
     base = {"bench": "prepare", "input": "synthetic", "files": n, "frames_per_file": list(frames),
@@ -141,6 +142,7 @@ def copy_renamed(sources: list[Path], n: int, out_dir: Path) -> list[Path]:
     source's action and gets its own setup (1-17), camera, subject (1-40) and replication."""
     from star_repro.data.ntu import parse_sample_name
 
+    shutil.rmtree(out_dir, ignore_errors=True)  # prepare reads the whole folder: no files of an earlier run
     out_dir.mkdir(parents=True, exist_ok=True)
     per_action: dict[int, int] = {}
     paths = []

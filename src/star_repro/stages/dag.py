@@ -99,20 +99,41 @@ def run_sync(args) -> int:
     target = Path(args.dvc_yaml)
     if not target.is_file() or target.read_text(encoding="utf-8") != render_dvc_yaml(params):
         raise StarReproError(f"{target} is not the render of {args.params}: run `star-repro dag --write` first")
-    return sync_dvc(params) if args.engine == "dvc" else sync_snakemake(args.params)
+    return sync_dvc(params, args.params) if args.engine == "dvc" else sync_snakemake(args.params)
 
 
-def sync_dvc(params: dict) -> int:
-    """Record the outputs of a Snakemake run in dvc.lock."""
+def _configfile_args(params_path: str) -> list[str]:
+    return [] if Path(params_path).resolve() == Path("params.yaml").resolve() else ["--configfile", params_path]
+
+
+def snakemake_pending(params_path: str) -> set[str]:
+    """The rules a `snakemake -n` would run now: outputs that exist but are stale for the current params, code or
+    inputs (and everything downstream of them), as Snakemake judges them."""
+    from star_repro.errors import StarReproError
+
+    res = subprocess.run([_tool("snakemake"), "-n", "--cores", "1", *_configfile_args(params_path)],
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        raise StarReproError(f"`snakemake -n` failed (exit {res.returncode}):\n{res.stderr[-3000:]}")
+    text = res.stdout + res.stderr
+    return set(re.findall(r"^(?:local)?rule (\S+):", text, flags=re.M)) - {"all"}
+
+
+def sync_dvc(params: dict, params_path: str = "params.yaml") -> int:
+    """Record the outputs of a Snakemake run in dvc.lock: only the stages whose outputs exist and that Snakemake
+    itself holds current (an output left from before a params or code change is not vouched for)."""
     from star_repro.errors import StarReproError
     from star_repro.registry import STAGE_PARAMS_STAGE, build_stages
 
+    pending = snakemake_pending(params_path)
     write_stage_params(params)
     done, incomplete = [], {}
     for st in build_stages(params):
         absent = [o for o in st.snakemake_outputs() + st.persist if not Path(o).exists()]
-        if absent:
-            incomplete[st.name] = absent
+        if st.name in pending:
+            incomplete[st.name] = ["a current output (Snakemake would rerun it)"]
+        elif absent:
+            incomplete[st.name] = [f"{absent[0]}"]
         else:
             done.append(st.name)
     # no targets = every stage: one pass over dvc.yaml instead of one lookup per named stage
@@ -125,7 +146,7 @@ def sync_dvc(params: dict) -> int:
     if incomplete:
         shown = ", ".join(f"{name} (no {paths[0]})" for name, paths in list(incomplete.items())[:10])
         more = f" and {len(incomplete) - 10} more" if len(incomplete) > 10 else ""
-        print(f"sync dvc: not recorded, outputs missing: {shown}{more}", file=sys.stderr)
+        print(f"sync dvc: not recorded (run snakemake, then sync again): {shown}{more}", file=sys.stderr)
     return 0
 
 
@@ -141,8 +162,8 @@ def sync_snakemake(params_path: str) -> int:
         names = ", ".join(sorted(changed)[:10]) + (f" and {len(changed) - 10} more" if len(changed) > 10 else "")
         raise StarReproError(f"DVC is not up to date ({names}): run `dvc repro` first; `sync snakemake` only "
                              "marks outputs that DVC vouches for")
-    extra = [] if Path(params_path).resolve() == Path("params.yaml").resolve() else ["--configfile", params_path]
-    res = subprocess.run([_tool("snakemake"), "--touch", "--cores", "1", *extra], capture_output=True, text=True)
+    res = subprocess.run([_tool("snakemake"), "--touch", "--cores", "1", *_configfile_args(params_path)],
+                         capture_output=True, text=True)
     if res.returncode != 0:
         raise StarReproError(f"`snakemake --touch` failed (exit {res.returncode}):\n{res.stderr[-3000:]}")
     touched = sorted(set(re.findall(r"\(Rule: ([^)]+)\)", res.stderr + res.stdout)) - {"all"})
