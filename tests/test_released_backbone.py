@@ -86,6 +86,8 @@ def test_pretrain_stage_imports_the_release_in_place_of_training(tmp_path, monke
     Path("params.yaml").write_text(yaml.safe_dump(params))
     (st,) = [s for s in build_stages(params) if s.kind == "pretrain"]
     assert st.deps[0] == f"w/{NAME}" and "data/processed/ntu60" not in st.deps  # no prepared data needed
+    # bookkeeping, not a DVC metric (metrics/ holds the runs' headlines only), as for a trained backbone
+    assert st.metrics == [] and "stats/pretrain_ntu60_xsub_ntu60_seen55_unseen5.json" in st.outs
     _release(tmp_path / "w" / NAME, 55)
     sha = hashlib.sha256((tmp_path / "w" / NAME).read_bytes()).hexdigest()
     params["profiles"]["demo"]["pretrain"]["released_sha256"] = {NAME: sha}
@@ -93,7 +95,7 @@ def test_pretrain_stage_imports_the_release_in_place_of_training(tmp_path, monke
     assert main(["pretrain", "--dataset", "ntu60", "--protocol", "xsub", "--split", "ntu60_seen55_unseen5"]) == 0
     out = tmp_path / "data/pretrain/ntu60_xsub_ntu60_seen55_unseen5"
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "metrics.json", "model.pt"]
-    assert json.loads((tmp_path / "metrics/pretrain_ntu60_xsub_ntu60_seen55_unseen5.json").read_text())["sha256"] \
+    assert json.loads((tmp_path / "stats/pretrain_ntu60_xsub_ntu60_seen55_unseen5.json").read_text())["sha256"] \
         == sha
     assert "imported the authors'" in capsys.readouterr().out
 

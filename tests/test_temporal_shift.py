@@ -211,12 +211,11 @@ def test_kernel_formula_reaches_every_shift_of_the_backbone_and_the_official_pro
     from star_repro.config import load_params
     from star_repro.models.shiftgcn import ShiftGCN
     from star_repro.training.pretrain import resolve_config
-    from star_repro.training.released_backbone import training_config  # the recipe without source/released_dir
 
     model = ShiftGCN(10, width=0.25, shift_formula="kernel")
     shifts = [m for m in model.modules() if isinstance(m, TemporalShift)]
     assert len(shifts) == 20 and {m.formula for m in shifts} == {"kernel"}
     assert {m.formula for m in ShiftGCN(10, width=0.25).modules() if isinstance(m, TemporalShift)} == {"lerp"}
     params = load_params(project_root / "params.yaml")
-    assert resolve_config(training_config(params["profiles"]["official-code"]["pretrain"]))["shift_formula"] == "kernel"
-    assert resolve_config(training_config(params["profiles"]["paper"]["pretrain"]))["shift_formula"] == "lerp"
+    assert resolve_config(params["profiles"]["official-code"]["pretrain"])["shift_formula"] == "kernel"
+    assert resolve_config(params["profiles"]["paper"]["pretrain"])["shift_formula"] == "lerp"

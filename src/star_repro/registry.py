@@ -196,9 +196,8 @@ def build_stages(params: dict) -> list[Stage]:
                 cmd=f"star-repro pretrain --dataset {ds} --protocol {proto} --split {split}",
                 deps=[release.as_posix(), "src/star_repro/models/shiftgcn.py",
                       "src/star_repro/training/released_backbone.py"],
-                outs=[out],
+                outs=[out, bookkeeping_path(f"pretrain_{ds}_{proto}_{split}")],
                 params=[f"profiles.{prof}.pretrain", f"splits.{split}"],
-                metrics=[f"metrics/pretrain_{ds}_{proto}_{split}.json"],
             ))
             continue
         stages.append(Stage(

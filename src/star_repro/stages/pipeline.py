@@ -245,7 +245,8 @@ def _publish(work: Path, out: Path, files: list[str]) -> None:
 def run_pretrain(args) -> int:
     from star_repro.config import for_dataset
     from star_repro.training.pretrain import pretrain
-    from star_repro.training.released_backbone import import_released, released_path, training_config
+    from star_repro.registry import bookkeeping_path
+    from star_repro.training.released_backbone import import_released, released_path
 
     name = f"pretrain_{args.dataset}_{args.protocol}_{args.split}"
     p = _stage(args, name)
@@ -257,11 +258,10 @@ def run_pretrain(args) -> int:
 
         with atomic_dir(Path("data/pretrain") / f"{args.dataset}_{args.protocol}_{args.split}") as tmp:
             result = import_released(release, args.dataset, args.protocol, split, cfg, tmp)
-        _write_json(f"metrics/{name}.json", result)
+        _write_json(bookkeeping_path(name), result)
         print(f"pretrain {args.dataset} {args.protocol} {args.split}: imported the authors' {release} "
               f"(sha256 {result['sha256'][:12]}…)")
         return 0
-    cfg = training_config(cfg)
     # The work folder (checkpoints, resumable) is not a declared output, so no engine deletes it on failure;
     # the finished files are then published into the declared output folder.
     work = Path("data/checkpoints") / name
@@ -271,8 +271,6 @@ def run_pretrain(args) -> int:
         return 0
     _publish(work, Path("data/pretrain") / f"{args.dataset}_{args.protocol}_{args.split}",
              ["model.pt", "config.json", "metrics.json", "history.tsv"])
-    from star_repro.registry import bookkeeping_path
-
     _write_json(bookkeeping_path(name), result)
     _copy(work / "history.tsv", f"plots/{name}.tsv")
     return 0

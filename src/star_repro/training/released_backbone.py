@@ -56,13 +56,6 @@ def released_path(cfg: Mapping, dataset: str, protocol: str, split: str) -> Path
     return None if name is None else Path(cfg.get("released_dir") or DEFAULT_DIR) / name
 
 
-def training_config(cfg: Mapping) -> dict:
-    """The pretraining recipe without the keys that choose between training and the release."""
-    from star_repro.training.pretrain import ROUTE_KEYS
-
-    return {k: v for k, v in cfg.items() if k not in ROUTE_KEYS}
-
-
 def import_released(path: str | Path, dataset: str, protocol: str, split, cfg: Mapping, out_dir: str | Path) -> dict:
     """Check a released Shift-GCN file and write model.pt, config.json and metrics.json into `out_dir`.
 
@@ -86,7 +79,7 @@ def import_released(path: str | Path, dataset: str, protocol: str, split, cfg: M
     if pinned is not None and pinned != sha:
         raise StarReproError(f"{path}: sha256 {sha}, but params pin {pinned} "
                              f"(pretrain.released_sha256.{path.name}); refusing a different file")
-    train_cfg = resolve_config(training_config(cfg))
+    train_cfg = resolve_config(cfg)  # the recipe; the route keys (source, released_dir, …) are dropped there
     state, where = read_state_dict(path, "released Shift-GCN checkpoint")
     state = normalise_state_keys(state)
     n_known, n_all = len(split.known), split.num_classes
