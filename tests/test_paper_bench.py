@@ -25,6 +25,16 @@ def test_rehearsal_tiny_on_cpu_records_rates_and_extrapolation(tmp_path, capsys)
     assert {"pretrain", "train", "evaluate", "embed"} <= kinds
     assert len([s for s in ex["stages"] if s["kind"] == "pretrain"]) == ex["by_kind"]["pretrain"]["stages"] == 18
     assert "EXTRAPOLATION" in (tmp_path / "paper.md").read_text() and "samples/s" in capsys.readouterr().out
+    assert pre["loader_only_samples_per_s"]["0"] > 0
+    var = rec["step_variants"]["variants"]
+    # every switch but torch.compile (left out at tiny size) measured, each saying whether it changes numerics
+    from star_repro.training.paper_bench import STEP_VARIANTS
+
+    assert set(var) == {k for k, v in STEP_VARIANTS.items() if not v.get("compile")}
+    assert all(row["samples_per_s"] > 0 and row["numerics"] for row in var.values()), var
+    profile = (tmp_path / "paper.profile.txt").read_text()
+    assert "Self CPU" in profile and "aten::" in profile
+    assert "side by side" in (tmp_path / "paper.md").read_text() and "partial" not in rec
 
 
 def test_schedule_follows_dependencies_and_gpu_count():

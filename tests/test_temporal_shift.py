@@ -219,3 +219,37 @@ def test_kernel_formula_reaches_every_shift_of_the_backbone_and_the_official_pro
     params = load_params(project_root / "params.yaml")
     assert resolve_config(params["profiles"]["official-code"]["pretrain"])["shift_formula"] == "kernel"
     assert resolve_config(params["profiles"]["paper"]["pretrain"])["shift_formula"] == "lerp"
+
+
+@pytest.mark.parametrize("formula", ["lerp", "kernel"])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("raw", [False, True])
+def test_device_geometry_equals_host_geometry_bit_for_bit(monkeypatch, formula, stride, raw):
+    """The GPU path (geometry built where the positions live, no host round trip) against the host path (numpy
+    geometry, zero-padded window): forward, input gradient and position gradient identical, with shifts inside,
+    at the edge of and far beyond the grid."""
+    from star_repro.models import temporal_shift as ts
+
+    rng = np.random.default_rng(7)
+    x0 = torch.tensor(rng.normal(size=(3, 6, 12, 5)), dtype=torch.float32)
+    ypos0 = torch.tensor(np.r_[rng.uniform(-3, 3, 3), -12.0, 11.5, 40.25], dtype=torch.float32)
+    xpos0 = torch.tensor(np.r_[rng.uniform(-1.5, 1.5, 4), -7.0, 5.5], dtype=torch.float32)
+    grad = torch.tensor(rng.normal(size=(3, 6, 12 // stride, 5)), dtype=torch.float32)
+    results = {}
+    for where in ("host", "device"):
+        monkeypatch.setattr(ts, "GEOMETRY", where)
+        x, xp, yp = (t.clone().requires_grad_(True) for t in (x0, xpos0, ypos0))
+        out = temporal_shift(x, xp, yp, stride, raw_position_grad=raw, formula=formula)
+        out.backward(grad)
+        results[where] = [t.detach().numpy().copy() for t in (out, x.grad, yp.grad, xp.grad)]
+    for a, b in zip(results["host"], results["device"]):
+        np.testing.assert_array_equal(a, b)
+    assert np.abs(results["host"][0]).sum() > 0
+
+
+def test_auto_geometry_takes_the_host_path_on_cpu_and_the_device_path_elsewhere():
+    from star_repro.models import temporal_shift as ts
+
+    assert ts.GEOMETRY == "auto"
+    assert not ts._on_device(torch.zeros(1))
+    assert ts._on_device(torch.zeros(1, device="meta"))

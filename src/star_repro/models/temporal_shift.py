@@ -73,10 +73,51 @@ def _taps(g: torch.Tensor, stride: int, h_out: int) -> tuple[torch.Tensor, torch
     return top, bottom
 
 
-def _sample(x: torch.Tensor, xs: np.ndarray, ys: np.ndarray, stride: int, formula: str = "lerp"):
-    """Bilinear sample of every channel at (h·s + ys_c, w + xs_c), zero outside; returns (out, window, geometry)."""
-    geo = _geometry(xs, ys, stride, x.shape[2], x.shape[3], x.device)
-    g = _window(x, geo)
+def _geometry_on_device(xs: torch.Tensor, ys: torch.Tensor, stride: int, h_in: int, w_in: int) -> dict:
+    """`_geometry` computed where the positions live, with no host round trip: the window's taps are gathered
+    from the unpadded input at clamped indices and those outside the grid are set to zero (`valid`), which gives
+    the same values as gathering from a zero-padded copy. On a GPU the host version forced a synchronisation
+    (positions to the host, three index uploads) in every shift of every step; this one only queues kernels."""
+    y1 = torch.floor(ys)
+    x1 = torch.floor(xs)
+    h_out = h_in // stride
+    rows = (h_out - 1) * stride + 2
+    cols = w_in + 1
+    ky = y1.clamp(-h_in - 1, h_in).long()
+    kx = x1.clamp(-w_in - 1, w_in).long()
+    r = ky.view(-1, 1, 1) + torch.arange(rows, device=ys.device).view(1, -1, 1)  # (C, rows, 1)
+    c = kx.view(-1, 1, 1) + torch.arange(cols, device=ys.device).view(1, 1, -1)  # (C, 1, cols)
+    valid = (r >= 0) & (r < h_in) & (c >= 0) & (c < w_in)  # (C, rows, cols)
+    index = r.clamp(0, h_in - 1) * w_in + c.clamp(0, w_in - 1)
+    return {"dy": ys - y1, "dx": xs - x1, "h_out": h_out, "rows": rows, "cols": cols,
+            "index": index.reshape(len(ys), -1), "valid": valid}
+
+
+def _window_on_device(x: torch.Tensor, geo: dict) -> torch.Tensor:
+    b, ch = x.shape[:2]
+    g = x.reshape(b, ch, -1).gather(2, geo["index"].unsqueeze(0).expand(b, -1, -1))
+    g = g.view(b, ch, geo["rows"], geo["cols"])
+    return torch.where(geo["valid"], g, g.new_zeros(()))
+
+
+# "auto": the host geometry on a CPU (cheapest there), the on-device one elsewhere; "host" / "device" force one
+# (the tests compare the two bit for bit; the GPU benchmark times both).
+GEOMETRY = "auto"
+
+
+def _on_device(x: torch.Tensor) -> bool:
+    return GEOMETRY == "device" or (GEOMETRY == "auto" and x.device.type != "cpu")
+
+
+def _sample(x: torch.Tensor, xs, ys, stride: int, formula: str = "lerp"):
+    """Bilinear sample of every channel at (h·s + ys_c, w + xs_c), zero outside; returns (out, window, geometry).
+    xs, ys: numpy arrays (host geometry) or tensors on x's device (on-device geometry)."""
+    if isinstance(xs, torch.Tensor):
+        geo = _geometry_on_device(xs, ys, stride, x.shape[2], x.shape[3])
+        g = _window_on_device(x, geo)
+    else:
+        geo = _geometry(xs, ys, stride, x.shape[2], x.shape[3], x.device)
+        g = _window(x, geo)
     top, bottom = _taps(g, stride, geo["h_out"])
     wy1 = geo["dy"].to(x.dtype).view(1, -1, 1, 1)
     wx1 = geo["dx"].to(x.dtype).view(1, -1, 1, 1)
@@ -101,8 +142,12 @@ class _TemporalShiftFn(torch.autograd.Function):
     def forward(ctx, x, xpos, ypos, stride: int, raw: bool, formula: str):
         if stride not in (1, 2):
             raise ValueError(f"temporal shift stride must be 1 or 2, got {stride}")
-        ys = (ypos + 0.5 if stride == 2 else ypos).detach().cpu().numpy()
-        xs = xpos.detach().cpu().numpy()
+        ys = (ypos + 0.5 if stride == 2 else ypos).detach()
+        xs = xpos.detach()
+        if _on_device(x):
+            ys, xs = ys.clone(), xs.clone()  # the optimiser updates the parameters in place
+        else:
+            ys, xs = ys.cpu().numpy(), xs.cpu().numpy()
         out, g, geo = _sample(x, xs, ys, stride, formula)
         ctx.save_for_backward(g, geo["dx"])
         ctx.meta = (stride, geo["h_out"], tuple(x.shape), raw, xs, ys, xpos.dtype, formula)

@@ -37,13 +37,14 @@ SIZES: dict[str, dict] = {
     "paper": {"ntu": {"subjects_per_class": 8, "replications": 2, "frames": [40, 150]},
               "pretrain": {}, "train_steps": 120, "eval_steps": 20, "star": "paper",
               "encoder": {"encoder": "clip:ViT-L-14-336", "weights": "random"}, "strings": 1024,
-              "encode_batch": 64},
+              "encode_batch": 64, "loader_workers": [8, 16], "loader_batches": 60, "variant_steps": 30},
     "tiny": {"ntu": {"subjects_per_class": 2, "replications": 1, "frames": [16, 24]},
              "pretrain": {"batch_size": 8, "window": 16, "width": 0.125, "num_workers": 0},
              "train_steps": 3, "eval_steps": 2,
              "star": {"name": "tiny", "width": 0.125, "attn_dim": 32, "heads": 4, "m": 10, "text_hidden": 32,
                       "text_dim": 384, "classes": 60, "batch": 4, "window": 16, "steps": 2},
-             "encoder": {"encoder": "sbert:all-MiniLM-L6-v2"}, "strings": 8, "encode_batch": 8, "cpu_threads": 1},
+             "encoder": {"encoder": "sbert:all-MiniLM-L6-v2"}, "strings": 8, "encode_batch": 8, "cpu_threads": 1,
+             "loader_workers": [0], "loader_batches": 2, "variant_steps": 1, "try_compile": False},
 }
 
 
@@ -140,6 +141,8 @@ def rehearse_pretrain(processed: Path, params: Mapping, size: dict, device: str)
                 n_eval += len(x)
     wall = sum(waits) + sum(steps)
     wait_frac = np.array(waits) / (np.array(waits) + np.array(steps))
+    loader_only = {str(w): loader_throughput(train_ds, cfg["batch_size"], w, size["loader_batches"])
+                   for w in size["loader_workers"]}
     return {
         "device": str(dev), "batch": cfg["batch_size"], "window": cfg["window"], "width": cfg["width"],
         "num_workers": cfg["num_workers"], "deterministic": cfg["deterministic"], "steps": len(steps),
@@ -151,7 +154,153 @@ def rehearse_pretrain(processed: Path, params: Mapping, size: dict, device: str)
         "infer_samples_per_s": round(n_eval / t_eval, 2) if t_eval else None,
         "peak_gpu_mib": None if peak_gpu is None else round(peak_gpu, 1),
         "gpu_utilisation_pct": util, "gpu_utilisation_how": util_how,
+        "loader_only_samples_per_s": loader_only,
     }
+
+
+def loader_throughput(train_ds, batch: int, workers: int, n_batches: int) -> float:
+    """Samples/s the feeder alone delivers (crop, resize, rotation in the workers; no model), after the first
+    batch: the ceiling data loading puts on training."""
+    from torch.utils.data import DataLoader
+
+    from star_repro.training.feeder import EpochBatchSampler, worker_init
+
+    sampler = EpochBatchSampler(len(train_ds), batch, shuffle=True, drop_last=True, seed=0)
+    loader = DataLoader(train_ds, batch_sampler=sampler, num_workers=workers, worker_init_fn=worker_init)
+    n, t0 = 0, None
+    for k, (x, _, _) in enumerate(loader):
+        if k == 0:
+            t0 = time.perf_counter()
+            continue
+        n += len(x)
+        if k >= n_batches:
+            break
+    return round(n / (time.perf_counter() - t0), 1) if n else 0.0
+
+
+# Variants of one pretraining step, timed side by side on a device-resident batch (no loader): what each speed
+# switch buys. `numerics`: whether it changes the numbers (those stay off under the official-code profile).
+STEP_VARIANTS: dict[str, dict] = {
+    "as configured (deterministic, shift geometry on device)": {"numerics": "reference"},
+    "shift geometry on host (before)": {"geometry": "host", "numerics": "identical"},
+    "cudnn.benchmark, not deterministic": {"deterministic": False, "numerics": "may differ (algorithm choice)"},
+    "TF32 matmul + conv": {"tf32": True, "numerics": "differ (10-bit mantissa products)"},
+    "bf16 autocast": {"autocast": "bf16", "numerics": "differ (bf16 activations)"},
+    "bf16 autocast + cudnn.benchmark": {"autocast": "bf16", "deterministic": False, "numerics": "differ"},
+    "torch.compile (default mode)": {"compile": True, "numerics": "may differ (fused kernels)"},
+}
+
+
+def rehearse_step_variants(params: Mapping, size: dict, device: str, profile_path: Path | None = None) -> dict:
+    """One Shift-GCN training step (forward, backward, position rule, SGD) under each STEP_VARIANTS switch, on a
+    fixed random batch already on the device: samples/s compute-only, peak memory; plus, for the configured
+    variant, a torch.profiler table of the ops that take the time (written to `profile_path`)."""
+    import torch
+
+    from star_repro.models import temporal_shift as ts
+    from star_repro.models.shiftgcn import ShiftGCN
+    from star_repro.models.temporal_shift import apply_position_grad_rule
+    from star_repro.training import common
+    from star_repro.training import pretrain as P
+    from star_repro.training.common import resolve_device
+
+    dev = resolve_device(device)
+    cfg = P.resolve_config({**params["profiles"]["paper"]["pretrain"], **size["pretrain"]})
+    b, steps = cfg["batch_size"], size["variant_steps"]
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(b, 3, cfg["window"], 25, 2, generator=gen).to(dev)
+    y = torch.randint(0, 55, (b,), generator=gen).to(dev)
+    cuda = dev.type == "cuda"
+    sync = (lambda: torch.cuda.synchronize(dev)) if cuda else (lambda: None)
+    saved = (ts.GEOMETRY, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+             torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
+             torch.are_deterministic_algorithms_enabled())
+    out = {"batch": b, "window": cfg["window"], "width": cfg["width"], "steps": steps,
+           "defaults": {"matmul.allow_tf32": saved[1], "cudnn.allow_tf32": saved[2]}, "variants": {}}
+    try:
+        for name, v in STEP_VARIANTS.items():
+            if v.get("compile") and not size.get("try_compile", True):
+                continue
+            ts.GEOMETRY = v.get("geometry", "auto")
+            common.set_deterministic(v.get("deterministic", cfg["deterministic"]))
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = bool(v.get("tf32", False))
+            torch.manual_seed(cfg["seed"])
+            model = ShiftGCN(55, width=cfg["width"], shift_formula=cfg.get("shift_formula", "lerp")).to(dev)
+            opt = torch.optim.SGD(P._param_groups(model, cfg), lr=cfg["base_lr"], momentum=cfg["momentum"],
+                                  nesterov=cfg["nesterov"])
+            fwd = torch.compile(model) if v.get("compile") else model
+            amp = v.get("autocast") == "bf16"
+            loss_fn = torch.nn.CrossEntropyLoss()
+
+            def step():
+                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+                    loss = loss_fn(fwd(x), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                apply_position_grad_rule(model)
+                opt.step()
+
+            try:
+                t0 = time.perf_counter()
+                step()
+                sync()
+                first = time.perf_counter() - t0
+                for _ in range(3):
+                    step()
+                if cuda:
+                    sync()
+                    torch.cuda.reset_peak_memory_stats(dev)
+                t0 = time.perf_counter()
+                for _ in range(steps):
+                    step()
+                sync()
+                dt = time.perf_counter() - t0
+                row = {"samples_per_s": round(b * steps / dt, 1), "ms_per_step": round(1000 * dt / steps, 2),
+                       "first_step_s": round(first, 2), "numerics": v["numerics"]}
+                if cuda:
+                    row["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated(dev) / 2 ** 20, 1)
+                if profile_path is not None and name == next(iter(STEP_VARIANTS)):
+                    try:
+                        row["profile"] = str(_profile_steps(step, dev, profile_path))
+                    except Exception as exc:  # the profiler is optional; the timing above stands
+                        row["profile"] = f"not written: {type(exc).__name__}: {str(exc)[:200]}"
+            except Exception as exc:  # one switch failing (compile) must not lose the others
+                row = {"error": f"{type(exc).__name__}: {str(exc)[:300]}", "numerics": v["numerics"]}
+            out["variants"][name] = row
+            del model, opt, fwd
+    finally:
+        ts.GEOMETRY = saved[0]
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved[1], saved[2]
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[3], saved[4]
+        torch.use_deterministic_algorithms(saved[5], warn_only=True)
+    return out
+
+
+def _profile_steps(step, dev, path: Path) -> Path:
+    """The ops of three steps by self time on the device (CPU time on a CPU), as torch.profiler prints them."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+    with profile(activities=acts) as prof:
+        for _ in range(3):
+            step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+    averages = prof.key_averages()
+    for key in (("self_cuda_time_total", "self_device_time_total") if dev.type == "cuda"
+                else ("self_cpu_time_total",)):
+        try:
+            table = averages.table(sort_by=key, row_limit=30, max_name_column_width=60)
+            break
+        except (AttributeError, KeyError, ValueError):  # the key's name moved between torch versions
+            continue
+    else:
+        key, table = "self_cpu_time_total", averages.table(sort_by="self_cpu_time_total", row_limit=30)
+    path = Path(path)
+    path.write_text(f"torch.profiler, 3 Shift-GCN training steps on {dev}, sorted by {key}\n{table}\n",
+                    encoding="utf-8")
+    return path
 
 
 def _prepare_data(workdir: Path, params: Mapping, size: dict, workers: int) -> tuple[Path, dict]:
@@ -173,8 +322,9 @@ def _prepare_data(workdir: Path, params: Mapping, size: dict, workers: int) -> t
                                    "prepare_files_per_s": round(metrics["files"] / (t2 - t1), 1)}
 
 
-def rehearse(device: str, size_name: str, workdir: Path, params: Mapping) -> dict:
-    """Everything measured, then the extrapolation; one JSON-able record."""
+def rehearse(device: str, size_name: str, workdir: Path, params: Mapping, out_json: Path | None = None) -> dict:
+    """Everything measured, then the extrapolation; one JSON-able record. With `out_json`, the record so far is
+    written after each part (a borrowed GPU's time limit must not lose what was measured)."""
     from star_repro.text.embed import bench_encoders
     from star_repro.training.star_train import bench_star
 
@@ -192,13 +342,28 @@ def rehearse(device: str, size_name: str, workdir: Path, params: Mapping) -> dic
                                                                                                  time.gmtime()),
               "machine": machine_description(device), "data": data}
     # each part on its own: on a borrowed GPU a failure in one (a missing package) must not lose the others
-    record["pretrain"] = _attempt(lambda: rehearse_pretrain(processed, params, size, device))
-    record["star"] = _attempt(lambda: bench_star((size["star"],), device=device)[0])
-    record["embed"] = _attempt(lambda: bench_encoders(size["strings"], [size["encoder"]], device=device,
-                                                      batch_size=size["encode_batch"])[0])
+    parts = {
+        "pretrain": lambda: rehearse_pretrain(processed, params, size, device),
+        "star": lambda: bench_star((size["star"],), device=device)[0],
+        "embed": lambda: bench_encoders(size["strings"], [size["encoder"]], device=device,
+                                        batch_size=size["encode_batch"])[0],
+        "step_variants": lambda: rehearse_step_variants(
+            params, size, device, None if out_json is None else Path(out_json).with_suffix(".profile.txt")),
+    }
+    for name, measure in parts.items():
+        record[name] = _attempt(measure)
+        if out_json is not None:
+            _write_partial(Path(out_json), record, t0)
     record["rehearsal_seconds"] = round(time.perf_counter() - t0, 1)
     record["extrapolation"] = extrapolate(record, params)
     return record
+
+
+def _write_partial(out_json: Path, record: dict, t0: float) -> None:
+    from star_repro.io import write_text_atomic
+
+    partial = dict(record, rehearsal_seconds=round(time.perf_counter() - t0, 1), partial=True)
+    write_text_atomic(out_json, json.dumps(partial, indent=1, sort_keys=True) + "\n")
 
 
 def _attempt(measure) -> dict:
@@ -450,6 +615,13 @@ def _v(part: dict, key: str):
     return part[key] if key in part else f"MISSING ({part.get('error', 'not measured')})"
 
 
+def _loader_text(pre: dict) -> str:
+    rates = pre.get("loader_only_samples_per_s")
+    if not rates:
+        return f"MISSING ({pre.get('error', 'not measured')})"
+    return ", ".join(f"{w}: {r}" for w, r in rates.items())
+
+
 def markdown(record: dict) -> str:
     """The record as the Markdown tables docs/paper-scale.md cites."""
     pre, star, emb, ex = record["pretrain"], record["star"], record["embed"], record["extrapolation"]
@@ -472,7 +644,24 @@ def markdown(record: dict) -> str:
              f"{_v(star, 'train_cached_samples_per_s')} / {_v(star, 'eval_samples_per_s')} samples/s |",
              f"| {_v(emb, 'encoder')} text embedding (weights: {_v(emb, 'weights')}) | "
              f"{_v(emb, 'strings_per_s')} strings/s |",
-             "",
+             f"| feeder alone (workers: samples/s) | "
+             f"{_loader_text(pre)} |",
+             ""]
+    var = record.get("step_variants", {})
+    if "variants" in var:
+        lines += [f"One pretraining step on a device-resident batch (batch {var['batch']}, window {var['window']}, "
+                  f"width {var['width']}, {var['steps']} timed steps), side by side:", "",
+                  "| switch | samples/s | ms/step | peak MiB | numerics |", "|---|---|---|---|---|"]
+        for name, row in var["variants"].items():
+            if "error" in row:
+                lines.append(f"| {name} | MISSING ({row['error']}) | | | {row['numerics']} |")
+            else:
+                lines.append(f"| {name} | {row['samples_per_s']} | {row['ms_per_step']} | "
+                             f"{row.get('peak_gpu_mib', 'n/a')} | {row['numerics']} |")
+        lines.append("")
+    elif var:
+        lines += [f"Step variants: MISSING ({var.get('error', 'not measured')})", ""]
+    lines += [
              f"**{ex['label']}**", "", "| stage kind | stages | hours (sum) | not modelled |", "|---|---|---|---|"]
     for kind, v in sorted(ex["by_kind"].items()):
         lines.append(f"| {kind} | {v['stages']} | {round(v['seconds'] / 3600, 2)} | {v['not_modelled']} |")
@@ -486,7 +675,7 @@ def markdown(record: dict) -> str:
 def run(device: str, size_name: str, out_json: Path, params: Mapping, workdir: Path) -> dict:
     from star_repro.io import write_text_atomic
 
-    record = rehearse(device, size_name, workdir, params)
+    record = rehearse(device, size_name, workdir, params, out_json)
     out_json = Path(out_json)
     write_text_atomic(out_json, json.dumps(record, indent=1, sort_keys=True) + "\n")
     write_text_atomic(out_json.with_suffix(".md"), markdown(record))
