@@ -253,3 +253,23 @@ def test_auto_geometry_takes_the_host_path_on_cpu_and_the_device_path_elsewhere(
     assert ts.GEOMETRY == "auto"
     assert not ts._on_device(torch.zeros(1))
     assert ts._on_device(torch.zeros(1, device="meta"))
+
+
+def test_gpu_layout_of_shiftgcn_computes_the_same_function(monkeypatch):
+    """The GPU forms (2-D BatchNorm input, the temporal 1x1 convolution as a matrix product), forced on the CPU:
+    same outputs and gradients as the CPU forms, to float32 rounding."""
+    from star_repro.models import shiftgcn as sg
+
+    x = torch.randn(3, 3, 16, 25, 2, generator=torch.Generator().manual_seed(1))
+    y = torch.tensor([0, 3, 5])
+    results = {}
+    for fast in (False, True):
+        monkeypatch.setattr(sg, "_fast_layout", lambda t, fast=fast: fast)
+        torch.manual_seed(0)
+        model = sg.ShiftGCN(7, width=0.25)
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        results[fast] = (float(loss), {k: p.grad.clone() for k, p in model.named_parameters()})
+    assert results[True][0] == pytest.approx(results[False][0], rel=1e-5)
+    for k, g in results[False][1].items():
+        torch.testing.assert_close(results[True][1][k], g, rtol=1e-4, atol=1e-5, msg=k)

@@ -63,6 +63,13 @@ def _check_cross_references(params: Mapping, source: str) -> None:
 
     for prof, sections in params["profiles"].items():
         _check_profile_inputs(prof, sections, params["data"]["datasets"], source)
+        if prof == "official-code":  # the profile that must equal the authors' code keeps float32, uncompiled
+            pre = sections["pretrain"]
+            for ds_cfg in [pre, *(pre.get("by_dataset") or {}).values()]:
+                if ds_cfg.get("precision", "fp32") != "fp32" or ds_cfg.get("compile", False):
+                    raise ParamsError(f"{source}: profiles.official-code.pretrain: precision must be fp32 and "
+                                      f"compile false (they change the numbers), got precision="
+                                      f"{ds_cfg.get('precision', 'fp32')!r}, compile={ds_cfg.get('compile', False)!r}")
         for ds in params["data"]["datasets"]:
             resolve_star_cfg({**sections["star"], "seed": 1, "partition": 6, "profile": prof}, ds,
                              path=f"{source}: profiles.{prof}.star")

@@ -37,6 +37,48 @@ def set_deterministic(enabled: bool = True) -> None:
     torch.backends.cudnn.deterministic = enabled
     torch.backends.cudnn.benchmark = not enabled
     torch.use_deterministic_algorithms(enabled, warn_only=True)
+    # Deterministic mode also fills every new tensor with NaN (to expose reads of uninitialised memory): ~1,600
+    # fill kernels per Shift-GCN step on a GPU, and no value computed here reads such memory.
+    torch.utils.deterministic.fill_uninitialized_memory = False
+
+
+class restored_torch_flags:
+    """Context: torch's determinism, cuDNN and TF32 flags as they were on entry, whatever the body sets."""
+
+    def __enter__(self):
+        self.saved = (torch.are_deterministic_algorithms_enabled(),
+                      torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.deterministic,
+                      torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32,
+                      torch.backends.cudnn.allow_tf32, torch.utils.deterministic.fill_uninitialized_memory)
+        return self
+
+    def __exit__(self, *exc):
+        s = self.saved
+        torch.use_deterministic_algorithms(s[0], warn_only=s[1])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = s[2], s[3]
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = s[4], s[5]
+        torch.utils.deterministic.fill_uninitialized_memory = s[6]
+        return False
+
+
+PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+def set_precision(precision: str) -> None:
+    """fp32: every product in float32 (TF32 off for matmuls and convolutions; PyTorch's default leaves it on for
+    convolutions); tf32: TF32 tensor cores for both; bf16: as tf32, plus bf16 autocast in the training step
+    (`autocast`). tf32 and bf16 change the numbers; they are speed settings for GPUs, never under official-code."""
+    if precision not in PRECISIONS:
+        raise StarReproError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    fast = precision != "fp32"
+    torch.backends.cuda.matmul.allow_tf32 = fast
+    torch.backends.cudnn.allow_tf32 = fast
+
+
+def autocast(device, precision: str):
+    """The autocast context of a precision (bf16 only; a no-op context otherwise)."""
+    dev_type = device.type if hasattr(device, "type") else str(device).split(":")[0]
+    return torch.autocast(dev_type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 def available_cores() -> int:

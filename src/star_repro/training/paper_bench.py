@@ -39,7 +39,7 @@ SIZES: dict[str, dict] = {
               "encoder": {"encoder": "clip:ViT-L-14-336", "weights": "random"}, "strings": 1024,
               "encode_batch": 64, "loader_workers": [8, 16], "loader_batches": 60, "variant_steps": 30},
     "tiny": {"ntu": {"subjects_per_class": 2, "replications": 1, "frames": [16, 24]},
-             "pretrain": {"batch_size": 8, "window": 16, "width": 0.125, "num_workers": 0},
+             "pretrain": {"batch_size": 8, "window": 16, "width": 0.125, "num_workers": 0, "compile": False},
              "train_steps": 3, "eval_steps": 2,
              "star": {"name": "tiny", "width": 0.125, "attn_dim": 32, "heads": 4, "m": 10, "text_hidden": 32,
                       "text_dim": 384, "classes": 60, "batch": 4, "window": 16, "steps": 2},
@@ -85,10 +85,15 @@ def rehearse_pretrain(processed: Path, params: Mapping, size: dict, device: str)
                                p_interval=cfg["p_interval_train"], random_rot=cfg["random_rot"], **common)
     test_ds = SkeletonDataset(ds.joints, None, data["test_idx"], data["test_y"], train=False,
                               p_interval=cfg["p_interval_test"], random_rot=False, **common)
+    from star_repro.training import common
+
+    common.set_deterministic(cfg["deterministic"])
+    common.set_precision(cfg["precision"])
     torch.manual_seed(cfg["seed"])
-    model = ShiftGCN(len(split.known), width=cfg["width"]).to(dev)
+    model = ShiftGCN(len(split.known), width=cfg["width"], shift_formula=cfg["shift_formula"]).to(dev)
     opt = torch.optim.SGD(P._param_groups(model, cfg), lr=cfg["base_lr"], momentum=cfg["momentum"],
                           nesterov=cfg["nesterov"])
+    net = torch.compile(model) if cfg["compile"] else model
     loss_fn = torch.nn.CrossEntropyLoss()
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
     kw = dict(num_workers=cfg["num_workers"], worker_init_fn=worker_init, pin_memory=dev.type == "cuda")
@@ -108,13 +113,14 @@ def rehearse_pretrain(processed: Path, params: Mapping, size: dict, device: str)
     model.train()
     it = batches()
     waits, steps = [], []
-    warmup = 2
+    warmup = 2 + 3 * bool(cfg["compile"])  # compiling takes the first steps
     for k in range(warmup + size["train_steps"]):
         t0 = time.perf_counter()
         x, y, _ = next(it)
         t1 = time.perf_counter()
         x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-        loss = loss_fn(model(x), y)
+        with common.autocast(dev, cfg["precision"]):
+            loss = loss_fn(net(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         apply_position_grad_rule(model)
@@ -134,7 +140,8 @@ def rehearse_pretrain(processed: Path, params: Mapping, size: dict, device: str)
             if k >= size["eval_steps"] + 1:
                 break
             t0 = time.perf_counter()
-            model(x.to(dev))
+            with common.autocast(dev, cfg["precision"]):
+                model(x.to(dev))
             sync()
             if k:  # the first batch warms up
                 t_eval += time.perf_counter() - t0
@@ -145,7 +152,8 @@ def rehearse_pretrain(processed: Path, params: Mapping, size: dict, device: str)
                    for w in size["loader_workers"]}
     return {
         "device": str(dev), "batch": cfg["batch_size"], "window": cfg["window"], "width": cfg["width"],
-        "num_workers": cfg["num_workers"], "deterministic": cfg["deterministic"], "steps": len(steps),
+        "num_workers": cfg["num_workers"], "deterministic": cfg["deterministic"], "precision": cfg["precision"],
+        "compile": cfg["compile"], "steps": len(steps),
         "train_samples": len(train_ds), "test_samples": len(test_ds),
         "train_samples_per_s": round(cfg["batch_size"] * len(steps) / wall, 2),
         "compute_only_samples_per_s": round(cfg["batch_size"] * len(steps) / sum(steps), 2),
@@ -179,72 +187,88 @@ def loader_throughput(train_ds, batch: int, workers: int, n_batches: int) -> flo
 
 
 # Variants of one pretraining step, timed side by side on a device-resident batch (no loader): what each speed
-# switch buys. `numerics`: whether it changes the numbers (those stay off under the official-code profile).
+# switch buys. Each entry overrides the configured pretrain settings (`deterministic`, `precision`, `compile`) or
+# the implementation (`layout`: the GPU forms of models.shiftgcn, `geometry`: the temporal shift's); `numerics`
+# says whether it changes the numbers (those stay off under the official-code profile).
 STEP_VARIANTS: dict[str, dict] = {
-    "as configured (deterministic, shift geometry on device)": {"numerics": "reference"},
+    "as configured": {"numerics": "reference"},
+    "cuDNN layout (before)": {"layout": False, "numerics": "same arithmetic, other kernels"},
     "shift geometry on host (before)": {"geometry": "host", "numerics": "identical"},
-    "cudnn.benchmark, not deterministic": {"deterministic": False, "numerics": "may differ (algorithm choice)"},
-    "TF32 matmul + conv": {"tf32": True, "numerics": "differ (10-bit mantissa products)"},
-    "bf16 autocast": {"autocast": "bf16", "numerics": "differ (bf16 activations)"},
-    "bf16 autocast + cudnn.benchmark": {"autocast": "bf16", "deterministic": False, "numerics": "differ"},
-    "torch.compile (default mode)": {"compile": True, "numerics": "may differ (fused kernels)"},
+    "fp32, deterministic": {"deterministic": True, "precision": "fp32", "compile": False,
+                            "numerics": "reference arithmetic"},
+    "fp32, cudnn.benchmark": {"deterministic": False, "precision": "fp32", "compile": False,
+                              "numerics": "may differ (algorithm choice)"},
+    "tf32, cudnn.benchmark": {"deterministic": False, "precision": "tf32", "compile": False,
+                              "numerics": "differ (TF32 products)"},
+    "bf16, cudnn.benchmark": {"deterministic": False, "precision": "bf16", "compile": False,
+                              "numerics": "differ (bf16 autocast)"},
+    "tf32, cudnn.benchmark, compile": {"deterministic": False, "precision": "tf32", "compile": True,
+                                       "numerics": "differ (TF32, fused kernels)"},
+    "bf16, cudnn.benchmark, compile": {"deterministic": False, "precision": "bf16", "compile": True,
+                                       "numerics": "differ (bf16, fused kernels)"},
 }
 
 
 def rehearse_step_variants(params: Mapping, size: dict, device: str, profile_path: Path | None = None) -> dict:
     """One Shift-GCN training step (forward, backward, position rule, SGD) under each STEP_VARIANTS switch, on a
-    fixed random batch already on the device: samples/s compute-only, peak memory; plus, for the configured
-    variant, a torch.profiler table of the ops that take the time (written to `profile_path`)."""
+    fixed random batch already on the device: samples/s compute-only, peak memory, and inference samples/s
+    (eval mode, no gradient); plus, for the configured variant, torch.profiler tables of the ops that take the
+    time in a training step and in an inference pass (written to `profile_path`)."""
     import torch
 
+    from star_repro.models import shiftgcn as sg
     from star_repro.models import temporal_shift as ts
-    from star_repro.models.shiftgcn import ShiftGCN
     from star_repro.models.temporal_shift import apply_position_grad_rule
     from star_repro.training import common
     from star_repro.training import pretrain as P
     from star_repro.training.common import resolve_device
 
     dev = resolve_device(device)
-    cfg = P.resolve_config({**params["profiles"]["paper"]["pretrain"], **size["pretrain"]})
-    b, steps = cfg["batch_size"], size["variant_steps"]
+    base = P.resolve_config({**params["profiles"]["paper"]["pretrain"], **size["pretrain"]})
+    b, steps = base["batch_size"], size["variant_steps"]
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(b, 3, cfg["window"], 25, 2, generator=gen).to(dev)
+    x = torch.randn(b, 3, base["window"], 25, 2, generator=gen).to(dev)
     y = torch.randint(0, 55, (b,), generator=gen).to(dev)
     cuda = dev.type == "cuda"
     sync = (lambda: torch.cuda.synchronize(dev)) if cuda else (lambda: None)
-    saved = (ts.GEOMETRY, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
-             torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
-             torch.are_deterministic_algorithms_enabled())
-    out = {"batch": b, "window": cfg["window"], "width": cfg["width"], "steps": steps,
-           "defaults": {"matmul.allow_tf32": saved[1], "cudnn.allow_tf32": saved[2]}, "variants": {}}
+    saved = (ts.GEOMETRY, sg.FAST_CUDA_LAYOUT)
+    out = {"batch": b, "window": base["window"], "width": base["width"], "steps": steps,
+           "configured": {k: base[k] for k in ("deterministic", "precision", "compile")}, "variants": {}}
     try:
         for name, v in STEP_VARIANTS.items():
-            if v.get("compile") and not size.get("try_compile", True):
+            cfg = {**base, **{k: v[k] for k in ("deterministic", "precision", "compile") if k in v}}
+            if cfg["compile"] and not size.get("try_compile", True):
                 continue
             ts.GEOMETRY = v.get("geometry", "auto")
-            common.set_deterministic(v.get("deterministic", cfg["deterministic"]))
-            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = bool(v.get("tf32", False))
+            sg.FAST_CUDA_LAYOUT = v.get("layout", True)
+            common.set_deterministic(cfg["deterministic"])
+            common.set_precision(cfg["precision"])
             torch.manual_seed(cfg["seed"])
-            model = ShiftGCN(55, width=cfg["width"], shift_formula=cfg.get("shift_formula", "lerp")).to(dev)
+            model = sg.ShiftGCN(55, width=cfg["width"], shift_formula=cfg["shift_formula"]).to(dev)
             opt = torch.optim.SGD(P._param_groups(model, cfg), lr=cfg["base_lr"], momentum=cfg["momentum"],
                                   nesterov=cfg["nesterov"])
-            fwd = torch.compile(model) if v.get("compile") else model
-            amp = v.get("autocast") == "bf16"
+            fwd = torch.compile(model) if cfg["compile"] else model
             loss_fn = torch.nn.CrossEntropyLoss()
 
             def step():
-                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+                with common.autocast(dev, cfg["precision"]):
                     loss = loss_fn(fwd(x), y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 apply_position_grad_rule(model)
                 opt.step()
 
+            def infer():
+                with torch.no_grad(), common.autocast(dev, cfg["precision"]):
+                    model(x)
+
             try:
+                row = {"numerics": v["numerics"], **{k: cfg[k] for k in ("deterministic", "precision", "compile")}}
+                model.train()
                 t0 = time.perf_counter()
                 step()
                 sync()
-                first = time.perf_counter() - t0
+                row["first_step_s"] = round(time.perf_counter() - t0, 2)
                 for _ in range(3):
                     step()
                 if cuda:
@@ -255,51 +279,61 @@ def rehearse_step_variants(params: Mapping, size: dict, device: str, profile_pat
                     step()
                 sync()
                 dt = time.perf_counter() - t0
-                row = {"samples_per_s": round(b * steps / dt, 1), "ms_per_step": round(1000 * dt / steps, 2),
-                       "first_step_s": round(first, 2), "numerics": v["numerics"]}
+                row.update(samples_per_s=round(b * steps / dt, 1), ms_per_step=round(1000 * dt / steps, 2))
                 if cuda:
                     row["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated(dev) / 2 ** 20, 1)
+                model.eval()
+                infer()
+                sync()
+                t0 = time.perf_counter()
+                for _ in range(steps):
+                    infer()
+                sync()
+                row["infer_samples_per_s"] = round(b * steps / (time.perf_counter() - t0), 1)
                 if profile_path is not None and name == next(iter(STEP_VARIANTS)):
                     try:
-                        row["profile"] = str(_profile_steps(step, dev, profile_path))
-                    except Exception as exc:  # the profiler is optional; the timing above stands
+                        model.train()
+                        row["profile"] = str(_profile_steps({"training step": step, "inference": infer}, dev,
+                                                            profile_path, model))
+                    except Exception as exc:  # the profiler is optional; the timings above stand
                         row["profile"] = f"not written: {type(exc).__name__}: {str(exc)[:200]}"
             except Exception as exc:  # one switch failing (compile) must not lose the others
                 row = {"error": f"{type(exc).__name__}: {str(exc)[:300]}", "numerics": v["numerics"]}
             out["variants"][name] = row
             del model, opt, fwd
     finally:
-        ts.GEOMETRY = saved[0]
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved[1], saved[2]
-        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[3], saved[4]
-        torch.use_deterministic_algorithms(saved[5], warn_only=True)
+        ts.GEOMETRY, sg.FAST_CUDA_LAYOUT = saved  # torch's flags: restored by the caller
     return out
 
 
-def _profile_steps(step, dev, path: Path) -> Path:
-    """The ops of three steps by self time on the device (CPU time on a CPU), as torch.profiler prints them."""
+def _profile_steps(runs: dict, dev, path: Path, model) -> Path:
+    """Per run (name -> callable), the ops of three calls by self time on the device (CPU time on a CPU), as
+    torch.profiler prints them; the model is in train mode for "training step" and eval mode otherwise."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
-    with profile(activities=acts) as prof:
-        for _ in range(3):
-            step()
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-    averages = prof.key_averages()
-    for key in (("self_cuda_time_total", "self_device_time_total") if dev.type == "cuda"
-                else ("self_cpu_time_total",)):
-        try:
-            table = averages.table(sort_by=key, row_limit=30, max_name_column_width=60)
-            break
-        except (AttributeError, KeyError, ValueError):  # the key's name moved between torch versions
-            continue
-    else:
-        key, table = "self_cpu_time_total", averages.table(sort_by="self_cpu_time_total", row_limit=30)
+    text = []
+    for name, fn in runs.items():
+        model.train(name == "training step")
+        with profile(activities=acts) as prof:
+            for _ in range(3):
+                fn()
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+        averages = prof.key_averages()
+        for key in (("self_cuda_time_total", "self_device_time_total") if dev.type == "cuda"
+                    else ("self_cpu_time_total",)):
+            try:
+                table = averages.table(sort_by=key, row_limit=25, max_name_column_width=60)
+                break
+            except (AttributeError, KeyError, ValueError):  # the key's name moved between torch versions
+                continue
+        else:
+            key, table = "self_cpu_time_total", averages.table(sort_by="self_cpu_time_total", row_limit=25)
+        text.append(f"torch.profiler, 3 x Shift-GCN {name} on {dev}, sorted by {key}\n{table}\n")
     path = Path(path)
-    path.write_text(f"torch.profiler, 3 Shift-GCN training steps on {dev}, sorted by {key}\n{table}\n",
-                    encoding="utf-8")
+    path.write_text("\n".join(text), encoding="utf-8")
     return path
 
 
@@ -350,8 +384,11 @@ def rehearse(device: str, size_name: str, workdir: Path, params: Mapping, out_js
         "step_variants": lambda: rehearse_step_variants(
             params, size, device, None if out_json is None else Path(out_json).with_suffix(".profile.txt")),
     }
+    from star_repro.training.common import restored_torch_flags
+
     for name, measure in parts.items():
-        record[name] = _attempt(measure)
+        with restored_torch_flags():
+            record[name] = _attempt(measure)
         if out_json is not None:
             _write_partial(Path(out_json), record, t0)
     record["rehearsal_seconds"] = round(time.perf_counter() - t0, 1)
@@ -651,13 +688,16 @@ def markdown(record: dict) -> str:
     if "variants" in var:
         lines += [f"One pretraining step on a device-resident batch (batch {var['batch']}, window {var['window']}, "
                   f"width {var['width']}, {var['steps']} timed steps), side by side:", "",
-                  "| switch | samples/s | ms/step | peak MiB | numerics |", "|---|---|---|---|---|"]
+                  f"Configured (profiles.paper.pretrain): {var['configured']}.", "",
+                  "| switch | training samples/s | ms/step | first step s | inference samples/s | peak MiB | "
+                  "numerics |", "|---|---|---|---|---|---|---|"]
         for name, row in var["variants"].items():
             if "error" in row:
-                lines.append(f"| {name} | MISSING ({row['error']}) | | | {row['numerics']} |")
+                lines.append(f"| {name} | MISSING ({row['error']}) | | | | | {row['numerics']} |")
             else:
-                lines.append(f"| {name} | {row['samples_per_s']} | {row['ms_per_step']} | "
-                             f"{row.get('peak_gpu_mib', 'n/a')} | {row['numerics']} |")
+                lines.append(f"| {name} | {row['samples_per_s']} | {row['ms_per_step']} | {row['first_step_s']} | "
+                             f"{row['infer_samples_per_s']} | {row.get('peak_gpu_mib', 'n/a')} | "
+                             f"{row['numerics']} |")
         lines.append("")
     elif var:
         lines += [f"Step variants: MISSING ({var.get('error', 'not measured')})", ""]

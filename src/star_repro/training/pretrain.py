@@ -50,6 +50,11 @@ DEFAULTS: dict = {
     # The temporal shift's evaluation order (models/temporal_shift.py): "kernel" is the authors' CUDA
     # expression, bit for bit (the official-code profile); "lerp" differs by 1-2 ulp in a third of the values.
     "shift_formula": "lerp",
+    # Speed settings for GPUs (common.set_precision; `star-repro bench paper` measures each): "fp32" (every
+    # product in float32), "tf32" or "bf16" (autocast) change the numbers; torch.compile fuses kernels (the
+    # numbers may differ in the last bits). Both stay at fp32 / false under the official-code profile.
+    "precision": "fp32",
+    "compile": False,
 }
 # Keys that do not change the result: a checkpoint made with other values of these still resumes.
 _NON_SEMANTIC = {"epochs", "num_workers", "keep_checkpoints", "test_batch_size", "eval_every"}
@@ -59,6 +64,12 @@ HISTORY_COLUMNS = ("epoch", "lr", "loss", "train_acc", "test_acc")
 # Keys of a profile's pretrain section that choose between training here and importing the authors' release
 # (training/released_backbone.py): the stage reads them, the training recipe does not.
 ROUTE_KEYS = ("source", "released_dir", "released_sha256")
+
+
+def common_precisions() -> tuple[str, ...]:
+    from star_repro.training.common import PRECISIONS
+
+    return PRECISIONS
 
 
 def resolve_config(cfg: Mapping | None) -> dict:
@@ -94,7 +105,9 @@ def resolve_config(cfg: Mapping | None) -> dict:
             bad(key, "a non-negative number")
     if not out["width"] > 0:
         bad("width", "a positive number")
-    for key in ("nesterov", "random_rot", "deterministic"):
+    if out["precision"] not in common_precisions():
+        bad("precision", f"one of {', '.join(common_precisions())}")
+    for key in ("nesterov", "random_rot", "deterministic", "compile"):
         if not isinstance(out[key], bool):
             bad(key, "true or false")
     if not isinstance(out["steps"], list) or not all(isinstance(s, int) for s in out["steps"]) \
@@ -196,15 +209,14 @@ def pretrain(processed_dir: str | Path, protocol: str, split, cfg: Mapping, out_
     """
     import torch
 
-    saved = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
-             torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.deterministic,
-             torch.backends.cudnn.benchmark)
+    from star_repro.training.common import restored_torch_flags
+
+    threads_before = torch.get_num_threads()
     try:
-        return _pretrain(processed_dir, protocol, split, cfg, out_dir, device, progress, threads)
+        with restored_torch_flags():
+            return _pretrain(processed_dir, protocol, split, cfg, out_dir, device, progress, threads)
     finally:
-        torch.set_num_threads(saved[0])
-        torch.use_deterministic_algorithms(saved[1], warn_only=saved[2])
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[3], saved[4]
+        torch.set_num_threads(threads_before)
 
 
 def _pretrain(processed_dir, protocol, split, cfg, out_dir, device, progress, threads) -> dict:
@@ -226,6 +238,7 @@ def _pretrain(processed_dir, protocol, split, cfg, out_dir, device, progress, th
     ctx = common.init_distributed(device)
     n_threads = common.set_threads(threads, ctx.local_world_size)
     common.set_deterministic(cfg["deterministic"])
+    common.set_precision(cfg["precision"])
     talk = progress and ctx.is_main
 
     dataset = ProcessedDataset(processed_dir)
@@ -285,6 +298,8 @@ def _pretrain(processed_dir, protocol, split, cfg, out_dir, device, progress, th
 
         net = DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
                                       broadcast_buffers=False)
+    if cfg["compile"]:
+        net = torch.compile(net)
     loss_fn = torch.nn.CrossEntropyLoss()
     test_bs = max(1, (cfg["test_batch_size"] or cfg["batch_size"]) // ctx.world_size)
     label = f"{Path(processed_dir).name}/{protocol}/{split.name}"
@@ -310,24 +325,30 @@ def _pretrain(processed_dir, protocol, split, cfg, out_dir, device, progress, th
         train_ds.set_epoch(epoch)
         sampler.set_epoch(epoch)
         net.train()
-        loss_sum = correct = count = 0.0
+        # running sums stay on the device: reading them every step would wait for the GPU every step
+        loss_acc = torch.zeros((), dtype=torch.float64, device=ctx.device)
+        correct_acc = torch.zeros((), dtype=torch.int64, device=ctx.device)
+        count = 0.0
         bar = tqdm(loader(train_ds, epoch, batch_sampler=sampler), total=len(sampler), leave=False,
                    file=sys.stderr, unit="batch", disable=None if talk else True,
                    desc=f"pretrain {label} {epoch + 1}/{cfg['epochs']}")
-        for x, y, _ in bar:
+        for step, (x, y, _) in enumerate(bar):
             x = x.to(ctx.device, non_blocking=True)
             y = y.to(ctx.device, non_blocking=True)
-            logits = net(x)
-            loss = loss_fn(logits, y)
+            with common.autocast(ctx.device, cfg["precision"]):
+                logits = net(x)
+                loss = loss_fn(logits, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             apply_position_grad_rule(model)
             optimizer.step()
-            loss_sum += float(loss.detach()) * len(y)
-            correct += float((logits.detach().argmax(1) == y).sum())
+            loss_acc += loss.detach().double() * len(y)
+            correct_acc += (logits.detach().argmax(1) == y).sum()
             count += len(y)
-            bar.set_postfix(loss=f"{loss_sum / count:.3f}", acc=f"{correct / count:.3f}")
+            if step % 20 == 0 and not bar.disable:
+                bar.set_postfix(loss=f"{float(loss_acc) / count:.3f}", acc=f"{int(correct_acc) / count:.3f}")
         bar.close()
+        loss_sum, correct = float(loss_acc), float(correct_acc)
         loop_time += time.perf_counter() - t_epoch
         loss_sum, correct, count = common.all_reduce_sum([loss_sum, correct, count], ctx)
         samples_seen += int(count)
