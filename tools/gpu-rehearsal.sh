@@ -2,6 +2,7 @@
 # The paper-scale GPU rehearsal (issue #14) as one command on a machine with one CUDA GPU, for a session that is
 # lent one for a few minutes: `star-repro bench paper --size paper --device cuda` plus NVML samples of the GPU's
 # load. Run from the project root. OUT: where the records go (default ./gpu-rehearsal).
+#   PARTS / VARIANTS: comma lists passed to --parts / --variants (default: everything).
 #   Extra Python packages the machine lacks can be given as wheels in ./.whl (installed into /tmp/site, no network).
 set -u
 DEVICE="${DEVICE:-cuda}" SIZE="${SIZE:-paper}"
@@ -20,7 +21,7 @@ cat "$OUT/machine.txt"
 nvidia-smi dmon -s um -d 1 > "$OUT/dmon.txt" 2>&1 &
 DMON=$!
 timeout "${REHEARSAL_TIMEOUT:-420}" python3 -m star_repro.cli bench paper --device "$DEVICE" --size "$SIZE" \
-  --out "$OUT/paper-rehearsal.json" --workdir /tmp/rehearsal 2>&1 | tee "$OUT/rehearsal.log" | grep -v "it/s\]"
+  --out "$OUT/paper-rehearsal.json" --workdir /tmp/rehearsal ${PARTS:+--parts "$PARTS"} ${VARIANTS:+--variants "$VARIANTS"} 2>&1 | tee "$OUT/rehearsal.log" | grep -v "it/s\]"
 rc=${PIPESTATUS[0]}
 kill "$DMON" 2>/dev/null
 cat "$OUT/paper-rehearsal.md" 2>/dev/null

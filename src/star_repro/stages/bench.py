@@ -57,6 +57,12 @@ def register(sub) -> None:
     b.add_argument("--out", required=True, help="the JSON record (a .md beside it)")
     b.add_argument("--params", default="params.yaml")
     b.add_argument("--workdir", default=None, help="where the rehearsal data go (default: a temp dir)")
+    b.add_argument("--parts", default=None,
+                   help="comma-separated subset of pretrain,star,embed,step_variants (default: all; the "
+                        "extrapolation needs the first three)")
+    b.add_argument("--variants", default=None,
+                   help="comma-separated names of the step variants to time (default: all; see STEP_VARIANTS "
+                        "in training/paper_bench.py)")
     b.set_defaults(handler=_paper)
     b = bsub.add_parser("star", help="STAR training/evaluation samples/s at paper and demo sizes")
     b.add_argument("--device", default=os.environ.get("STAR_REPRO_DEVICE", "cpu"))
@@ -123,10 +129,12 @@ def _paper(args) -> int:
     from star_repro.training.paper_bench import markdown, run
 
     params = load_params(args.params)
+    split = (lambda v: None if v is None else [x.strip() for x in v.split(",") if x.strip()])
+    opts = dict(parts=split(args.parts), variants=split(args.variants))
     if args.workdir:
-        record = run(args.device, args.size, Path(args.out), params, Path(args.workdir))
+        record = run(args.device, args.size, Path(args.out), params, Path(args.workdir), **opts)
     else:
         with tempfile.TemporaryDirectory(prefix="star-bench-paper-") as tmp:
-            record = run(args.device, args.size, Path(args.out), params, Path(tmp))
+            record = run(args.device, args.size, Path(args.out), params, Path(tmp), **opts)
     print(markdown(record))
     return 0

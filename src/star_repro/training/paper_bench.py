@@ -194,22 +194,25 @@ STEP_VARIANTS: dict[str, dict] = {
     "as configured": {"numerics": "reference"},
     "cuDNN layout (before)": {"layout": False, "numerics": "same arithmetic, other kernels"},
     "shift geometry on host (before)": {"geometry": "host", "numerics": "identical"},
-    "fp32, deterministic": {"deterministic": True, "precision": "fp32", "compile": False,
+    "cuDNN layout, fp32 deterministic (before)": {"layout": False, "deterministic": True, "precision": "fp32",
+                                                  "compile": False, "numerics": "same arithmetic, other kernels"},
+    "fp32 deterministic": {"deterministic": True, "precision": "fp32", "compile": False,
                             "numerics": "reference arithmetic"},
-    "fp32, cudnn.benchmark": {"deterministic": False, "precision": "fp32", "compile": False,
+    "fp32 + cudnn.benchmark": {"deterministic": False, "precision": "fp32", "compile": False,
                               "numerics": "may differ (algorithm choice)"},
-    "tf32, cudnn.benchmark": {"deterministic": False, "precision": "tf32", "compile": False,
+    "tf32 + cudnn.benchmark": {"deterministic": False, "precision": "tf32", "compile": False,
                               "numerics": "differ (TF32 products)"},
-    "bf16, cudnn.benchmark": {"deterministic": False, "precision": "bf16", "compile": False,
+    "bf16 + cudnn.benchmark": {"deterministic": False, "precision": "bf16", "compile": False,
                               "numerics": "differ (bf16 autocast)"},
-    "tf32, cudnn.benchmark, compile": {"deterministic": False, "precision": "tf32", "compile": True,
+    "tf32 + cudnn.benchmark + compile": {"deterministic": False, "precision": "tf32", "compile": True,
                                        "numerics": "differ (TF32, fused kernels)"},
-    "bf16, cudnn.benchmark, compile": {"deterministic": False, "precision": "bf16", "compile": True,
+    "bf16 + cudnn.benchmark + compile": {"deterministic": False, "precision": "bf16", "compile": True,
                                        "numerics": "differ (bf16, fused kernels)"},
 }
 
 
-def rehearse_step_variants(params: Mapping, size: dict, device: str, profile_path: Path | None = None) -> dict:
+def rehearse_step_variants(params: Mapping, size: dict, device: str, profile_path: Path | None = None,
+                           only: list[str] | None = None) -> dict:
     """One Shift-GCN training step (forward, backward, position rule, SGD) under each STEP_VARIANTS switch, on a
     fixed random batch already on the device: samples/s compute-only, peak memory, and inference samples/s
     (eval mode, no gradient); plus, for the configured variant, torch.profiler tables of the ops that take the
@@ -235,7 +238,10 @@ def rehearse_step_variants(params: Mapping, size: dict, device: str, profile_pat
     out = {"batch": b, "window": base["window"], "width": base["width"], "steps": steps,
            "configured": {k: base[k] for k in ("deterministic", "precision", "compile")}, "variants": {}}
     try:
+        profiled = False
         for name, v in STEP_VARIANTS.items():
+            if only is not None and name not in only:
+                continue
             cfg = {**base, **{k: v[k] for k in ("deterministic", "precision", "compile") if k in v}}
             if cfg["compile"] and not size.get("try_compile", True):
                 continue
@@ -290,7 +296,8 @@ def rehearse_step_variants(params: Mapping, size: dict, device: str, profile_pat
                     infer()
                 sync()
                 row["infer_samples_per_s"] = round(b * steps / (time.perf_counter() - t0), 1)
-                if profile_path is not None and name == next(iter(STEP_VARIANTS)):
+                if profile_path is not None and not profiled:  # the first variant timed
+                    profiled = True
                     try:
                         model.train()
                         row["profile"] = str(_profile_steps({"training step": step, "inference": infer}, dev,
@@ -356,7 +363,11 @@ def _prepare_data(workdir: Path, params: Mapping, size: dict, workers: int) -> t
                                    "prepare_files_per_s": round(metrics["files"] / (t2 - t1), 1)}
 
 
-def rehearse(device: str, size_name: str, workdir: Path, params: Mapping, out_json: Path | None = None) -> dict:
+PARTS = ("pretrain", "star", "embed", "step_variants")
+
+
+def rehearse(device: str, size_name: str, workdir: Path, params: Mapping, out_json: Path | None = None,
+             parts: list[str] | None = None, variants: list[str] | None = None) -> dict:
     """Everything measured, then the extrapolation; one JSON-able record. With `out_json`, the record so far is
     written after each part (a borrowed GPU's time limit must not lose what was measured)."""
     from star_repro.text.embed import bench_encoders
@@ -370,29 +381,39 @@ def rehearse(device: str, size_name: str, workdir: Path, params: Mapping, out_js
         from star_repro.training.common import set_threads
 
         set_threads(size.get("cpu_threads"))  # $OMP_NUM_THREADS or the cores; tiny: 1 (no spinning threads)
+    parts = list(PARTS if parts is None else parts)
+    unknown = sorted(set(parts) - set(PARTS)) + sorted(set(variants or ()) - set(STEP_VARIANTS))
+    if unknown:
+        raise StarReproError(f"bench paper: unknown part(s) or variant(s) {unknown}; parts: {list(PARTS)}, "
+                             f"variants: {list(STEP_VARIANTS)}")
     workers = min(8, os.cpu_count() or 1)
-    processed, data = _prepare_data(Path(workdir), params, size, workers)
+    processed, data = (_prepare_data(Path(workdir), params, size, workers) if "pretrain" in parts
+                       else (None, {"skipped": "the pretrain part was not asked for"}))
     record = {"bench": "paper", "size": size_name, "device": device, "date_utc": time.strftime("%Y-%m-%d %H:%M",
                                                                                                  time.gmtime()),
               "machine": machine_description(device), "data": data}
     # each part on its own: on a borrowed GPU a failure in one (a missing package) must not lose the others
-    parts = {
+    measures = {
         "pretrain": lambda: rehearse_pretrain(processed, params, size, device),
         "star": lambda: bench_star((size["star"],), device=device)[0],
         "embed": lambda: bench_encoders(size["strings"], [size["encoder"]], device=device,
                                         batch_size=size["encode_batch"])[0],
         "step_variants": lambda: rehearse_step_variants(
-            params, size, device, None if out_json is None else Path(out_json).with_suffix(".profile.txt")),
+            params, size, device, None if out_json is None else Path(out_json).with_suffix(".profile.txt"),
+            variants),
     }
     from star_repro.training.common import restored_torch_flags
 
-    for name, measure in parts.items():
+    for name, measure in measures.items():
+        if name not in parts:
+            continue
         with restored_torch_flags():
             record[name] = _attempt(measure)
         if out_json is not None:
             _write_partial(Path(out_json), record, t0)
     record["rehearsal_seconds"] = round(time.perf_counter() - t0, 1)
-    record["extrapolation"] = extrapolate(record, params)
+    if all(p in record for p in ("pretrain", "star", "embed")):
+        record["extrapolation"] = extrapolate(record, params)
     return record
 
 
@@ -661,7 +682,9 @@ def _loader_text(pre: dict) -> str:
 
 def markdown(record: dict) -> str:
     """The record as the Markdown tables docs/paper-scale.md cites."""
-    pre, star, emb, ex = record["pretrain"], record["star"], record["embed"], record["extrapolation"]
+    skipped = {"error": "not asked for (--parts)"}
+    pre, star, emb = (record.get(k, skipped) for k in ("pretrain", "star", "embed"))
+    ex = record.get("extrapolation")
     m = record["machine"]
     lines = [f"Rehearsal `{record['size']}` on {record['device']} ({m.get('gpu', 'no GPU')}, {m['cpu_cores']} CPU "
              f"cores, torch {m['torch']}), {record['date_utc']} UTC, {record['rehearsal_seconds']} s in all.", "",
@@ -701,6 +724,8 @@ def markdown(record: dict) -> str:
         lines.append("")
     elif var:
         lines += [f"Step variants: MISSING ({var.get('error', 'not measured')})", ""]
+    if ex is None:
+        return "\n".join(lines + ["Extrapolation: not made (it needs the pretrain, star and embed parts)."]) + "\n"
     lines += [
              f"**{ex['label']}**", "", "| stage kind | stages | hours (sum) | not modelled |", "|---|---|---|---|"]
     for kind, v in sorted(ex["by_kind"].items()):
@@ -712,10 +737,11 @@ def markdown(record: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(device: str, size_name: str, out_json: Path, params: Mapping, workdir: Path) -> dict:
+def run(device: str, size_name: str, out_json: Path, params: Mapping, workdir: Path,
+        parts: list[str] | None = None, variants: list[str] | None = None) -> dict:
     from star_repro.io import write_text_atomic
 
-    record = rehearse(device, size_name, workdir, params, out_json)
+    record = rehearse(device, size_name, workdir, params, out_json, parts, variants)
     out_json = Path(out_json)
     write_text_atomic(out_json, json.dumps(record, indent=1, sort_keys=True) + "\n")
     write_text_atomic(out_json.with_suffix(".md"), markdown(record))
