@@ -160,3 +160,25 @@ def test_a_by_dataset_pretrain_source_is_checked_at_load(params, tmp_path):
     with pytest.raises(ParamsError, match=rf"profiles\.paper\.pretrain\.by_dataset\.{ds}\.source: expected one of "
                                           r"\['train', 'authors'\], got 'downloaded'"):
         load_params(_write(tmp_path, bad))
+
+
+@pytest.mark.parametrize("setting", [{"precision": "tf32"}, {"precision": "bf16"}, {"compile": True}])
+def test_official_code_profile_refuses_settings_that_change_the_numbers(params, setting):
+    bad = copy.deepcopy(params)
+    bad["profiles"]["official-code"]["pretrain"].update(setting)
+    with pytest.raises(ParamsError, match="profiles.official-code.pretrain: precision must be fp32"):
+        validate(bad)
+    bad = copy.deepcopy(params)
+    bad["profiles"]["official-code"]["pretrain"].setdefault("by_dataset", {}).setdefault("pku1", {}).update(setting)
+    with pytest.raises(ParamsError, match="profiles.official-code.pretrain"):
+        validate(bad)
+    ok = copy.deepcopy(params)
+    ok["profiles"]["paper"]["pretrain"].update(setting)
+    validate(ok)
+
+
+def test_pretrain_precision_is_typed_by_the_schema(params, tmp_path):
+    bad = copy.deepcopy(params)
+    bad["profiles"]["paper"]["pretrain"]["precision"] = "fp16"
+    with pytest.raises(ParamsError, match="precision"):
+        load_params(_write(tmp_path, bad))

@@ -202,6 +202,24 @@ def test_config_errors_name_the_key(tiny_ds, tmp_path):
     with pytest.raises(StarReproError, match="no protocol 'xview'"):
         pretrain(tiny_ds, "xview", ClassSplit("s", 4, [0]), TINY, tmp_path / "o", progress=False, threads=1)
     assert resolve_config({})["steps"] == [60, 80, 100] and resolve_config({})["epochs"] == 110
+    with pytest.raises(StarReproError, match="precision.*fp32, tf32, bf16"):
+        resolve_config({"precision": "fp16"})
+    with pytest.raises(StarReproError, match="compile"):
+        resolve_config({"compile": "yes"})
+
+
+def test_bf16_precision_trains_and_restores_torch_flags(tiny_ds, tmp_path):
+    """The speed setting runs end to end (bf16 autocast on the CPU here) and leaves torch's global flags as it
+    found them; the run records the precision it used."""
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+              torch.are_deterministic_algorithms_enabled(), torch.utils.deterministic.fill_uninitialized_memory)
+    m = pretrain(tiny_ds, "xsub", ClassSplit("s", 4, [0]), {**TINY, "epochs": 1, "precision": "bf16"},
+                 tmp_path / "o", progress=False, threads=1)
+    assert np.isfinite(m["final_train_loss"])
+    assert json.loads((tmp_path / "o" / "config.json").read_text())["config"]["precision"] == "bf16"
+    assert before == (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+                      torch.are_deterministic_algorithms_enabled(),
+                      torch.utils.deterministic.fill_uninitialized_memory)
 
 
 def _free_port() -> int:
