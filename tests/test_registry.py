@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import subprocess
 import sys
 
@@ -133,3 +134,33 @@ def test_committed_headlines_have_the_fixed_keys(project_root):
     for path in files:
         assert list(json.loads(path.read_text())) == HEADLINE_KEYS, path
         assert headline_path(path.stem) in declared, f"{path.name}: no evaluate stage writes it (stale?)"
+
+
+def test_a_params_file_changes_exactly_when_a_source_file_its_stage_runs_changes(project_root, monkeypatch):
+    """Source files are named in dvc.yaml by the stage_params stage only; each stage's own params file carries
+    their hashes, so an edit of the pretraining code reaches the pretrain stages and no other."""
+    from star_repro.registry import CODE_KEY, STAGE_PARAMS_STAGE, render_dvc_yaml, source_sha256, stage_params_files
+
+    monkeypatch.chdir(project_root)
+    params = load_params(project_root / "params.yaml")
+    stages = build_stages(params)
+    before = stage_params_files(params)
+    edited = "src/star_repro/training/pretrain.py"
+    after = stage_params_files(params, sha256=lambda p: "edited" if p == edited else source_sha256(p))
+    changed = {path.rsplit("/", 1)[1][:-len(".json")] for path in before if before[path] != after[path]}
+    assert changed == {st.name for st in stages if edited in st.deps} != set()
+    assert {n.split("_")[0] for n in changed} == {"pretrain"}
+    some = json.loads(before[f"data/stage_params/{sorted(changed)[0]}.json"])
+    assert some[CODE_KEY][edited] == source_sha256(edited)
+    doc = yaml.safe_load(render_dvc_yaml(params))["stages"]
+    listed = set(doc.pop(STAGE_PARAMS_STAGE)["deps"])
+    assert not [n for n, st in doc.items() if any(d.startswith("src/") for d in st["deps"])]
+    assert {d for st in stages for d in st.deps if d.startswith("src/")} <= listed
+
+
+def test_a_missing_source_file_is_named(project_root, tmp_path, monkeypatch):
+    from star_repro.registry import stage_params_files
+
+    monkeypatch.chdir(tmp_path)  # no src/ here
+    with pytest.raises(ValueError, match="source file src/star_repro/.* cannot be read"):
+        stage_params_files(load_params(project_root / "params.yaml"))
