@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# test tooling that is not part of the installed package (tools/slurm_cluster.py: the one-node SLURM cluster)
+sys.path.insert(0, str(PROJECT_ROOT / "tools"))
 REAL_DATA = Path(os.environ.get("STAR_REPRO_REAL_DATA", PROJECT_ROOT.parent / "shared" / "data" / "real"))
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from star_repro import cluster
+import slurm_cluster as cluster
 
 
 def test_slurm_conf_has_what_a_one_node_cluster_needs(tmp_path):

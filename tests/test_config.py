@@ -6,7 +6,8 @@ import copy
 import pytest
 import yaml
 
-from star_repro.config import load_params, stage_params, subset, validate
+from star_repro.config import load_params, subset, validate
+from star_repro.registry import stage_params
 from star_repro.errors import ParamsError
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 from star_repro.cli import main as cli_main
-from star_repro.training.paper_bench import schedule
+from star_repro.stages.paper_bench import schedule
 
 
 def test_rehearsal_tiny_on_cpu_records_rates_and_extrapolation(tmp_path, capsys):
@@ -28,7 +28,7 @@ def test_rehearsal_tiny_on_cpu_records_rates_and_extrapolation(tmp_path, capsys)
     assert pre["loader_only_samples_per_s"]["0"] > 0
     var = rec["step_variants"]["variants"]
     # every switch but torch.compile (left out at tiny size) measured, each saying whether it changes numerics
-    from star_repro.training.paper_bench import STEP_VARIANTS
+    from star_repro.stages.paper_bench import STEP_VARIANTS
 
     assert set(var) == {k for k, v in STEP_VARIANTS.items() if not v.get("compile")}
     assert all(row["samples_per_s"] > 0 and row["numerics"] for row in var.values()), var

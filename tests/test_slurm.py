@@ -32,7 +32,7 @@ FAST = ["--slurm-init-seconds-before-status-checks", "3", "--seconds-between-sta
 
 @pytest.fixture(scope="module")
 def slurm(tmp_path_factory):
-    from star_repro import cluster
+    import slurm_cluster as cluster
 
     if cluster.missing_tools() and (os.geteuid() != 0 or shutil.which("apt-get") is None):
         pytest.skip("SLURM is not installed and cannot be installed here (needs root and apt-get)")
@@ -89,7 +89,7 @@ def slurm_states(cl, rule: str) -> list[str]:
 
 
 def test_cluster_start_is_idempotent_and_recovers_a_leftover(slurm, tmp_path):
-    from star_repro import cluster
+    import slurm_cluster as cluster
 
     again = cluster.start(slurm.base, gpus=1)
     assert (again.slurmctld_pid, again.slurmd_pid) == (slurm.slurmctld_pid, slurm.slurmd_pid)

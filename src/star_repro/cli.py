@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None, *, warm_child: bool = False) -> int:
     # imported only then). warm_child: this is already the warm starter's forked child.
     warm = os.environ.get("STAR_REPRO_WARM")
     if warm and not warm_child and argv[:1] != ["warm"]:
-        from star_repro.warm import run_client
+        from star_repro.warm_client import run_client
 
         code = run_client(warm, argv)
         if code is not None:

@@ -259,15 +259,13 @@ def for_dataset(cfg: Mapping, dataset: str) -> dict:
     return merge(cfg, overrides.get(dataset, {}))
 
 
-def stage_params(params_path: str | Path, stage_name: str) -> dict:
-    """The params a stage may read: exactly the keys the registry declares for it."""
-    from star_repro.registry import build_stages
-
-    params = load_params(params_path)
-    for stage in build_stages(params):
-        if stage.name == stage_name:
-            return subset(params, stage.params)
-    raise ParamsError(f"no stage named {stage_name!r} in the pipeline built from {params_path}")
+def experiment_runs(params: Mapping) -> list[tuple[str, dict, int]]:
+    """(run name, experiment, seed) for every experiment × seed, in params order."""
+    runs = []
+    for name, exp in params["experiments"].items():
+        for seed in exp.get("seeds", [1]):
+            runs.append((f"{name}_seed{seed}", exp | {"name": name}, seed))
+    return runs
 
 
 def fingerprint(obj: Any) -> str:

@@ -3,7 +3,7 @@
 `build_stages(params)` turns params.yaml (datasets × protocols × splits × experiments) into concrete stages.
 The Snakefile creates one rule per stage; `dvc.yaml` is rendered from the same list (`render_dvc_yaml`) and
 committed; `star-repro dag --check` fails when the committed file is stale. Each stage lists the exact params
-keys it reads; `config.stage_params` gives the stage nothing else.
+keys it reads; `registry.stage_params` gives the stage nothing else.
 
 How each engine sees those keys: Snakemake compares them as a rule parameter; DVC reads one small file per stage,
 `data/stage_params/<stage>.json` (exactly the stage's keys), written from params.yaml by the `stage_params` stage (upstream of all others),
@@ -20,7 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from star_repro.config import for_dataset
+from star_repro.config import experiment_runs, for_dataset, load_params, subset
+from star_repro.errors import ParamsError
 from star_repro.reporting.figures import figure_plan
 from star_repro.training.released_backbone import released_path
 
@@ -129,15 +130,6 @@ def pretrain_cells(params: dict) -> list[tuple[str, str, str]]:
         if key not in cells:
             cells.append(key)
     return cells
-
-
-def experiment_runs(params: dict) -> list[tuple[str, dict, int]]:
-    """(run name, experiment, seed) for every experiment × seed, in params order."""
-    runs = []
-    for name, exp in params["experiments"].items():
-        for seed in exp.get("seeds", [1]):
-            runs.append((f"{name}_seed{seed}", exp | {"name": name}, seed))
-    return runs
 
 
 def build_stages(params: dict) -> list[Stage]:
@@ -323,6 +315,15 @@ def stages_by_name(params: dict) -> dict[str, Stage]:
     return {s.name: s for s in build_stages(params)}
 
 
+def stage_params(params_path, stage_name: str) -> dict:
+    """The params a stage may read: exactly the keys the registry declares for it."""
+    params = load_params(params_path)
+    for stage in build_stages(params):
+        if stage.name == stage_name:
+            return subset(params, stage.params)
+    raise ParamsError(f"no stage named {stage_name!r} in the pipeline built from {params_path}")
+
+
 def source_sha256(path: str) -> str:
     import hashlib
     from pathlib import Path
@@ -336,7 +337,7 @@ def source_sha256(path: str) -> str:
 
 def stage_params_files(params: dict, sha256=source_sha256) -> dict[str, str]:
     """{path: text} of DVC's per-stage params files: each holds exactly the keys its stage reads (what
-    `config.stage_params` gives the stage) and, under CODE_KEY, the hash of each source file it runs, so the
+    `registry.stage_params` gives the stage) and, under CODE_KEY, the hash of each source file it runs, so the
     file changes exactly when one of those keys or files does. Paths are relative to the project root (the
     working directory of both engines)."""
     import json

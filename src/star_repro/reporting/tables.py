@@ -56,7 +56,7 @@ def cell_name(exp: dict, splits: dict) -> str:
 
 def load_run_metrics(runs_root: Path, params: dict) -> dict[str, list[dict]]:
     """experiment name -> metrics of each seed's run (every expected run must exist)."""
-    from star_repro.registry import experiment_runs
+    from star_repro.config import experiment_runs
 
     out: dict[str, list[dict]] = defaultdict(list)
     for run, exp, _seed in experiment_runs(params):

@@ -62,7 +62,7 @@ def register(sub) -> None:
                         "extrapolation needs the first three)")
     b.add_argument("--variants", default=None,
                    help="comma-separated names of the step variants to time (default: all; see STEP_VARIANTS "
-                        "in training/paper_bench.py)")
+                        "in stages/paper_bench.py)")
     b.set_defaults(handler=_paper)
     b = bsub.add_parser("star", help="STAR training/evaluation samples/s at paper and demo sizes")
     b.add_argument("--device", default=os.environ.get("STAR_REPRO_DEVICE", "cpu"))
@@ -126,7 +126,7 @@ def _star(args) -> int:
 
 def _paper(args) -> int:
     from star_repro.config import load_params
-    from star_repro.training.paper_bench import markdown, run
+    from star_repro.stages.paper_bench import markdown, run
 
     params = load_params(args.params)
     split = (lambda v: None if v is None else [x.strip() for x in v.split(",") if x.strip()])

@@ -1,7 +1,7 @@
 """Command-line entries of the pipeline stages (what dvc.yaml and the Snakefile call).
 
 Each entry finds its stage in the registry, takes exactly the params keys declared there
-(`config.stage_params`), calls the library, and writes its metrics/plots files where the registry says.
+(`registry.stage_params`), calls the library, and writes its metrics/plots files where the registry says.
 """
 from __future__ import annotations
 
@@ -89,7 +89,7 @@ def register(sub) -> None:
 
 
 def _stage(args, name: str) -> dict:
-    from star_repro.config import stage_params
+    from star_repro.registry import stage_params
 
     return stage_params(args.params, name)
 

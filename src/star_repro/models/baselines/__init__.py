@@ -10,7 +10,8 @@ Usage (arrays in, arrays out; see docs/baselines.md):
 from __future__ import annotations
 
 from star_repro.models.baselines.cada_vae import CADAVAE
-from star_repro.models.baselines.common import (BaselineModel, Selection, TextInputs, best_gamma, evaluate, fit,
+from star_repro.models.baselines.common import (_METHODS, BaselineModel, Selection, TextInputs, best_gamma, evaluate,
+                                                fit,
                                                 from_checkpoint, predict_gzsl, predict_zsl, scores, split_settings,
                                                 to_checkpoint)
 from star_repro.models.baselines.jpose import JPoSE
@@ -19,6 +20,7 @@ from star_repro.models.baselines.smie import SMIE, temporal_mask
 from star_repro.models.baselines.synse import SynSE
 
 BASELINES = {"revise": ReViSE, "jpose": JPoSE, "cada_vae": CADAVAE, "synse": SynSE, "smie": SMIE}
+assert all(_METHODS[name] is cls for name, cls in BASELINES.items()), "a baseline class did not register itself"
 
 __all__ = ["BASELINES", "BaselineModel", "Selection", "TextInputs", "best_gamma", "evaluate", "fit", "from_checkpoint",
            "predict_gzsl", "predict_zsl", "scores", "split_settings", "temporal_mask", "to_checkpoint"]

@@ -209,9 +209,20 @@ def split_settings(num_classes: int, n_unknown: int) -> dict[str, int]:
 # ----------------------------------------------------------------------------------------------------------------
 # Method base class
 # ----------------------------------------------------------------------------------------------------------------
+# name -> method class, filled as each method's module defines its class (BaselineMethod.__init_subclass__). The
+# package's __init__ imports every method module before anyone can reach `fit`, so the table is complete by then;
+# looking methods up here, not in the package, keeps this module below the package in the import graph.
+_METHODS: dict[str, type] = {}
+
+
 class BaselineMethod:
     """One baseline's networks, losses and training unit on one phase. Subclasses fill in the hooks."""
     name = "base"
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            _METHODS[cls.name] = cls
     unit_kind = "epoch"
     DEFAULTS: dict[str, Any] = {}
     OWN_GATE_OVERRIDES: dict[str, Any] = {}
@@ -630,11 +641,9 @@ def fit(method: str, cfg: Mapping | None, train_feats: np.ndarray, train_labels:
     (see `Selection`); own_gate: also fit the method's original GZSL gate (needs `selection.val_unknown`);
     train_masked_feats: SMIE only, features of the masked sequences for its temporal constraint.
     """
-    from star_repro.models.baselines import BASELINES
-
-    if method not in BASELINES:
-        raise StarReproError(f"unknown baseline method {method!r}; expected one of {sorted(BASELINES)}")
-    cls = BASELINES[method]
+    if method not in _METHODS:
+        raise StarReproError(f"unknown baseline method {method!r}; expected one of {sorted(_METHODS)}")
+    cls = _METHODS[method]
     selection = selection or Selection()
     dev = torch.device(device)
     conf = resolve_config(cls, cfg, split)
@@ -890,11 +899,9 @@ def to_checkpoint(model: BaselineModel) -> dict:
 
 
 def from_checkpoint(ckpt: Mapping, device: str = "cpu") -> BaselineModel:
-    from star_repro.models.baselines import BASELINES
-
     if ckpt.get("format") != "star-repro-baseline/1":
         raise StarReproError(f"not a baseline checkpoint (format {ckpt.get('format')!r})")
-    cls = BASELINES[ckpt["method"]]
+    cls = _METHODS[ckpt["method"]]
     split = ClassSplit(ckpt["split_name"], ckpt["num_classes"], ckpt["unknown"])
     impl = _build(cls, ckpt["cfg"], ckpt["feat_dim"], TextInputs(**ckpt["text"]), Phase.of_split(split),
                   torch.device(device), ckpt["seed"])

@@ -7,7 +7,7 @@ the config must live at /etc/slurm/slurm.conf (with only $SLURM_CONF set, `srun`
 configuration), there is no accounting daemon (so `sacct` does not work; finished jobs are read from squeue, which
 keeps them for MinJobAge seconds, and from the jobcomp text file this cluster writes), no cgroups.
 
-Usage: `python -m star_repro.cluster up [--gpus N]`, `... status`, `... down`. Needs root to install packages and to
+Usage: `python tools/slurm_cluster.py up [--gpus N]`, `... status`, `... down`. Needs root to install packages and to
 write /etc/slurm; a configuration at /etc/slurm/slurm.conf that this module did not write is never touched.
 """
 from __future__ import annotations
@@ -533,7 +533,7 @@ def stop(base: Path | None = None, *, stop_munged: bool | None = None, timeout: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m star_repro.cluster",
+    ap = argparse.ArgumentParser(prog="python tools/slurm_cluster.py",
                                  description="Start, inspect or stop a one-node SLURM cluster on this machine.")
     ap.add_argument("action", choices=["up", "down", "status"])
     ap.add_argument("--base", type=Path, default=None, help=f"state folder (default: {default_base()})")
