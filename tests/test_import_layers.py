@@ -10,6 +10,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 SRC = Path(__file__).resolve().parents[1] / "src"
 TOP = ("star_repro.cli", "star_repro.warm", "star_repro.warm_client", "star_repro.registry", "star_repro.stages")
 
@@ -99,15 +101,8 @@ def test_the_scan_sees_a_violation(tmp_path, monkeypatch):
     mods = _modules()
     edges = _edges(mods)
     assert ("star_repro.registry", 2) in edges["star_repro.data.leaf"]
-    try:
+    with pytest.raises(AssertionError, match="star_repro/data/leaf.py:2: star_repro.data.leaf imports "
+                                             "star_repro.registry"):
         test_the_library_never_imports_the_cli_the_registry_or_the_stages()
-    except AssertionError as exc:
-        assert "star_repro/data/leaf.py:2: star_repro.data.leaf imports star_repro.registry" in str(exc)
-    else:
-        raise AssertionError("the upward import data.leaf -> registry was not reported")
-    try:
+    with pytest.raises(AssertionError, match="star_repro.data.leaf <-> star_repro.registry"):
         test_no_import_cycles()
-    except AssertionError as exc:
-        assert "star_repro.data.leaf <-> star_repro.registry" in str(exc)
-    else:
-        raise AssertionError("the cycle registry <-> data.leaf was not found")

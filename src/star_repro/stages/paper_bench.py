@@ -61,6 +61,37 @@ def _gpu_utilisation(dev) -> tuple[float | None, str]:
         return None, f"n/a ({type(exc).__name__}: {exc})"
 
 
+def _training(cfg: dict, num_class: int, dev):
+    """The pretraining step of `training.pretrain` for a resolved config: (model, step(x, y) -> loss), with the
+    config's determinism, precision and compile settings applied (the caller restores torch's flags)."""
+    import torch
+
+    from star_repro.models.shiftgcn import ShiftGCN
+    from star_repro.models.temporal_shift import apply_position_grad_rule
+    from star_repro.training import common
+    from star_repro.training import pretrain as P
+
+    common.set_deterministic(cfg["deterministic"])
+    common.set_precision(cfg["precision"])
+    torch.manual_seed(cfg["seed"])
+    model = ShiftGCN(num_class, width=cfg["width"], shift_formula=cfg["shift_formula"]).to(dev)
+    opt = torch.optim.SGD(P._param_groups(model, cfg), lr=cfg["base_lr"], momentum=cfg["momentum"],
+                          nesterov=cfg["nesterov"])
+    net = torch.compile(model) if cfg["compile"] else model
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def step(x, y):
+        with common.autocast(dev, cfg["precision"]):
+            loss = loss_fn(net(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        apply_position_grad_rule(model)
+        opt.step()
+        return loss
+
+    return model, step
+
+
 def rehearse_pretrain(processed: Path, params: Mapping, size: dict, device: str) -> dict:
     """(a): the pretraining loop of `training.pretrain` (same feeder, sampler, model, optimiser groups and
     position-gradient rule) for a fixed number of steps, timing the wait for each batch apart from the step."""
@@ -69,8 +100,6 @@ def rehearse_pretrain(processed: Path, params: Mapping, size: dict, device: str)
 
     from star_repro.data.dataset import ProcessedDataset
     from star_repro.data.splits import ClassSplit
-    from star_repro.models.shiftgcn import ShiftGCN
-    from star_repro.models.temporal_shift import apply_position_grad_rule
     from star_repro.training import pretrain as P
     from star_repro.training.common import resolve_device
     from star_repro.training.feeder import EpochBatchSampler, SkeletonDataset, worker_init
@@ -87,14 +116,7 @@ def rehearse_pretrain(processed: Path, params: Mapping, size: dict, device: str)
                               p_interval=cfg["p_interval_test"], random_rot=False, **common)
     from star_repro.training import common
 
-    common.set_deterministic(cfg["deterministic"])
-    common.set_precision(cfg["precision"])
-    torch.manual_seed(cfg["seed"])
-    model = ShiftGCN(len(split.known), width=cfg["width"], shift_formula=cfg["shift_formula"]).to(dev)
-    opt = torch.optim.SGD(P._param_groups(model, cfg), lr=cfg["base_lr"], momentum=cfg["momentum"],
-                          nesterov=cfg["nesterov"])
-    net = torch.compile(model) if cfg["compile"] else model
-    loss_fn = torch.nn.CrossEntropyLoss()
+    model, train_step = _training(cfg, len(split.known), dev)
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
     kw = dict(num_workers=cfg["num_workers"], worker_init_fn=worker_init, pin_memory=dev.type == "cuda")
 
@@ -118,13 +140,7 @@ def rehearse_pretrain(processed: Path, params: Mapping, size: dict, device: str)
         t0 = time.perf_counter()
         x, y, _ = next(it)
         t1 = time.perf_counter()
-        x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-        with common.autocast(dev, cfg["precision"]):
-            loss = loss_fn(net(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        apply_position_grad_rule(model)
-        opt.step()
+        train_step(x.to(dev, non_blocking=True), y.to(dev, non_blocking=True))
         sync()
         t2 = time.perf_counter()
         if k >= warmup:
@@ -221,7 +237,6 @@ def rehearse_step_variants(params: Mapping, size: dict, device: str, profile_pat
 
     from star_repro.models import shiftgcn as sg
     from star_repro.models import temporal_shift as ts
-    from star_repro.models.temporal_shift import apply_position_grad_rule
     from star_repro.training import common
     from star_repro.training import pretrain as P
     from star_repro.training.common import resolve_device
@@ -247,22 +262,10 @@ def rehearse_step_variants(params: Mapping, size: dict, device: str, profile_pat
                 continue
             ts.GEOMETRY = v.get("geometry", "auto")
             sg.FAST_CUDA_LAYOUT = v.get("layout", True)
-            common.set_deterministic(cfg["deterministic"])
-            common.set_precision(cfg["precision"])
-            torch.manual_seed(cfg["seed"])
-            model = sg.ShiftGCN(55, width=cfg["width"], shift_formula=cfg["shift_formula"]).to(dev)
-            opt = torch.optim.SGD(P._param_groups(model, cfg), lr=cfg["base_lr"], momentum=cfg["momentum"],
-                                  nesterov=cfg["nesterov"])
-            fwd = torch.compile(model) if cfg["compile"] else model
-            loss_fn = torch.nn.CrossEntropyLoss()
+            model, train_step = _training(cfg, 55, dev)
 
             def step():
-                with common.autocast(dev, cfg["precision"]):
-                    loss = loss_fn(fwd(x), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                apply_position_grad_rule(model)
-                opt.step()
+                train_step(x, y)
 
             def infer():
                 with torch.no_grad(), common.autocast(dev, cfg["precision"]):
@@ -307,7 +310,7 @@ def rehearse_step_variants(params: Mapping, size: dict, device: str, profile_pat
             except Exception as exc:  # one switch failing (compile) must not lose the others
                 row = {"error": f"{type(exc).__name__}: {str(exc)[:300]}", "numerics": v["numerics"]}
             out["variants"][name] = row
-            del model, opt, fwd
+            del model, train_step
     finally:
         ts.GEOMETRY, sg.FAST_CUDA_LAYOUT = saved  # torch's flags: restored by the caller
     return out
